@@ -1,0 +1,13 @@
+//go:build tools
+
+// Package deps pins modules that parts of Sluice under construction will use,
+// so that concurrent work does not race on go.mod. Removed once every module
+// is imported by real code.
+package deps
+
+import (
+	_ "github.com/BurntSushi/toml"
+	_ "github.com/nxadm/tail"
+	_ "github.com/tetratelabs/wazero"
+	_ "go.uber.org/goleak"
+)
