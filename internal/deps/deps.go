@@ -9,5 +9,7 @@ import (
 	_ "github.com/BurntSushi/toml"
 	_ "github.com/nxadm/tail"
 	_ "github.com/tetratelabs/wazero"
+	_ "go.etcd.io/bbolt"
 	_ "go.uber.org/goleak"
+	_ "golang.org/x/sys/unix"
 )
