@@ -25,6 +25,17 @@ func implementations() []impl {
 			t.Cleanup(func() { m.Close() })
 			return m
 		}},
+		{"file", func(t *testing.T, o Options) Channel {
+			if o.Dir == "" {
+				o.Dir = t.TempDir()
+			}
+			f, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			return f
+		}},
 	}
 }
 
