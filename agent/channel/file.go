@@ -300,5 +300,3 @@ func (f *File) isClosed() bool {
 		return false
 	}
 }
-
-
