@@ -193,8 +193,7 @@ func (p *partition) recover() error {
 			continue
 		}
 		for _, d := range res.Skipped {
-			p.corrupt += max(d.Lost, 1)
-			p.log.Error("skipped a damaged record", "file", last.path, "at", d.At, "bytes", d.Len, "lost_offsets", d.Lost)
+			p.logCorruptOnce(last.path, int64(d.At), d.Lost, "skipped a damaged record")
 		}
 		if res.TornAt >= 0 {
 			p.log.Info("cut off a torn tail", "file", last.path, "at", res.TornAt)
@@ -782,9 +781,15 @@ func (p *partition) closeFiles() error {
 }
 
 // logCorruptOnce logs damage found by a reader once per file.
+// Each damaged spot is counted once, however many readers (and recovery)
+// come across it.
 func (p *partition) logCorruptOnce(path string, at int64, lost uint64, msg string) {
 	p.mu.Lock()
-	p.corrupt += max(lost, 1)
+	spot := fmt.Sprintf("%s@%d", path, at)
+	if !p.corruptLogged[spot] {
+		p.corruptLogged[spot] = true
+		p.corrupt += max(lost, 1)
+	}
 	first := !p.corruptLogged[path]
 	p.corruptLogged[path] = true
 	p.mu.Unlock()
