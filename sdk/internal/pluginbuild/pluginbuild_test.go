@@ -1,0 +1,43 @@
+package pluginbuild
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestUnknownLanguage(t *testing.T) {
+	err := Build(context.Background(), "rust", t.TempDir(), filepath.Join(t.TempDir(), "x.wasm"))
+	if err == nil || !strings.Contains(err.Error(), `unknown language "rust"`) {
+		t.Fatalf("err = %v, want an error naming the language", err)
+	}
+}
+
+func TestCompileErrorIsReported(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.c"), []byte("int f( {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Build(context.Background(), C, dir, filepath.Join(dir, "bad.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "bad.c") {
+		t.Fatalf("err = %v, want clang's diagnostic naming bad.c", err)
+	}
+}
+
+func TestMissingASEntry(t *testing.T) {
+	if _, err := ASC(); err != nil {
+		t.Fatal(err) // scripts/test installs it; never skip
+	}
+	err := Build(context.Background(), AssemblyScript, t.TempDir(), filepath.Join(t.TempDir(), "x.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "assembly/index.ts") {
+		t.Fatalf("err = %v, want it to name the expected entry file", err)
+	}
+}
+
+func TestSDKRoot(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(SDKRoot(), "ABI.md")); err != nil {
+		t.Fatalf("SDKRoot() = %s has no ABI.md: %v", SDKRoot(), err)
+	}
+}
