@@ -149,8 +149,14 @@ func Scan(b []byte) (ScanResult, error) {
 		next = tent.next
 		r.End = tent.at
 	}
-	if r.DirtyEnd > r.End || (r.End < len(b) && b[r.End] != 0 && !r.Sealed) {
+	if r.DirtyEnd > r.End {
 		r.TornAt = r.End
+	} else if _, ok := PeekSize(b[r.End:]); ok && !r.Sealed {
+		// A frame header where the log ends: torn unless it is a whole
+		// stale frame left in a recycled file.
+		if _, err := Decode(b[r.End:]); err != nil {
+			r.TornAt = r.End
+		}
 	}
 	r.DirtyEnd = max(r.DirtyEnd, r.End)
 	r.Next = next
