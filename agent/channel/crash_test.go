@@ -100,7 +100,7 @@ func TestHelperProcess(t *testing.T) {
 func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
-	acked := map[string]int{}  // highest acknowledged seq per producer
+	acked := map[string]int{}   // highest acknowledged seq per producer
 	nextSeq := map[string]int{} // next seq the verifier expects per producer
 	for _, w := range crashProducers {
 		acked[w] = -1
