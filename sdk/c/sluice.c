@@ -351,10 +351,7 @@ static int64_t per_event(int32_t ptr, int32_t len, event_hook hook, bool sink) {
     if (rc == SLUICE_OK) continue;
     if (rc == SLUICE_REJECT) {
       put32(&rej_buf, i);
-      if (msg_buf.len)
-        put_bytes(&rej_buf, msg_buf.p, msg_buf.len);
-      else
-        put_bytes(&rej_buf, SLUICE_LIT("rejected"));
+      put_bytes(&rej_buf, msg_buf.p, msg_buf.len); /* empty when the hook gave no reason */
       rej_count++;
       msg_buf.len = 0;
       continue;

@@ -145,8 +145,7 @@ function perEvent(ptr: usize, len: i32, sink: bool): i64 {
     if (rc == OK) continue;
     if (rc == REJECT) {
       rejects.put32(i);
-      if (message.len > 0) rejects.putBytes(message.ptr, message.len);
-      else rejects.putString("rejected");
+      rejects.putBytes(message.ptr, message.len); // empty when no reason was given
       rejectCount++;
       message.len = 0;
       continue;

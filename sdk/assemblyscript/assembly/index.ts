@@ -38,7 +38,7 @@ export const message = new Buf();
 
 function setMessage(s: string): void {
   message.len = 0;
-  message.putString(s);
+  message.putRaw(s);
 }
 
 /** Rejects the current event with reason: `return reject("bad json")`. */
