@@ -28,7 +28,7 @@ func vectorBatches() map[string][]event.Event {
 		"echo-one":    {{Time: 1700000000000000000, Key: []byte("k1"), Body: []byte("hello")}},
 		"echo-headers": {{Time: -5, Body: []byte("with headers"), Headers: []event.Header{
 			{Name: "a", Value: "1"}, {Name: "content-type", Value: "text/plain"}, {Name: "", Value: ""}}}},
-		"empty-body": {{Time: 0}},
+		"empty-body":  {{Time: 0}},
 		"binary-body": {{Time: 42, Key: []byte{0, 0xff}, Body: binary}},
 		"reject-mixed": {
 			{Time: 1, Body: []byte("a")},
@@ -44,7 +44,7 @@ func vectorBatches() map[string][]event.Event {
 			{Time: 3, Body: []byte("fail:boom at event 2")},
 			{Time: 4, Body: []byte("b")},
 		},
-		"retry": {{Body: []byte("a")}, {Body: []byte("retry:backend down")}},
+		"retry":      {{Body: []byte("a")}, {Body: []byte("retry:backend down")}},
 		"many-small": manySmall(1000),
 	}
 }
