@@ -415,6 +415,23 @@ func TestDamageSegments(t *testing.T) {
 			t.Fatalf("append after orphan: %d %v", off, err)
 		}
 	})
+	t.Run("half-finished roll", func(t *testing.T) {
+		// A crash during a roll leaves a .tmp file that may hold records
+		// with offsets the log will reuse: it is deleted, never recycled.
+		var left string
+		f, _ := damage(t, 5, 1<<20, func(dir string) {
+			img := wal.AppendSegment(nil, &wal.Segment{Base: 6, Version: wal.Version})
+			img = wal.AppendData(img, &wal.Data{Offset: 6, Producer: []byte("p"), InputPos: []byte("stale")})
+			left = filepath.Join(dir, partDirName(0), "new-1.tmp")
+			os.WriteFile(left, img, 0o644)
+		})
+		if _, err := os.Stat(left); !os.IsNotExist(err) {
+			t.Fatalf("leftover roll file still there: %v", err)
+		}
+		if pos, _ := f.LastInputPosition(0, "p"); string(pos) != "4" {
+			t.Fatalf("hop position %q", pos)
+		}
+	})
 	t.Run("zero-length last segment", func(t *testing.T) {
 		f, _ := damage(t, 60, 2048, func(dir string) {
 			segs := segFiles(t, dir, 0)

@@ -130,6 +130,10 @@ func openPartition(f *File, idx int) (*partition, error) {
 		name := e.Name()
 		switch {
 		case e.IsDir():
+		case strings.HasSuffix(name, ".tmp"):
+			if err := os.Remove(filepath.Join(p.dir, name)); err != nil {
+				return nil, fmt.Errorf("channel: %w", err)
+			}
 		case strings.HasPrefix(name, "spare-") && strings.HasSuffix(name, ".seg"):
 			p.spares = append(p.spares, filepath.Join(p.dir, name))
 		case strings.HasSuffix(name, ".seg"):
@@ -649,12 +653,21 @@ func (p *partition) prepareFile() (*os.File, error) {
 		p.spares = p.spares[:n-1]
 	}
 	p.mu.Unlock()
+	// The file gets a ".tmp" name before anything is written to it: if a
+	// crash stops the roll before the final rename, the file may hold
+	// unacknowledged records with offsets the log will reuse, so Open
+	// deletes it rather than recycling it.
+	path := filepath.Join(p.dir, fmt.Sprintf("new-%d.tmp", time.Now().UnixNano()))
 	if spare != "" {
-		if w, err := os.OpenFile(spare, os.O_RDWR, 0); err == nil {
-			return w, nil
+		if err := os.Rename(spare, path); err == nil {
+			if err := syncDir(p.dir); err != nil {
+				return nil, err
+			}
+			if w, err := os.OpenFile(path, os.O_RDWR, 0); err == nil {
+				return w, nil
+			}
 		}
 	}
-	path := filepath.Join(p.dir, fmt.Sprintf("spare-%d.seg", time.Now().UnixNano()))
 	w, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
