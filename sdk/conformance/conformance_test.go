@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,21 +60,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// module builds plugins/<lang> from source once per test process.
-func module(t *testing.T, lang pluginbuild.Lang) []byte {
+// module builds plugins/<dir> (written in lang) from source once per test
+// process.
+func module(t *testing.T, lang pluginbuild.Lang, dir string) []byte {
 	t.Helper()
-	v, _ := builds.LoadOrStore(lang, &buildResult{})
+	v, _ := builds.LoadOrStore(dir, &buildResult{})
 	b := v.(*buildResult)
 	b.once.Do(func() {
-		out := filepath.Join(buildDir, "conformance-"+string(lang)+".wasm")
+		out := filepath.Join(buildDir, dir+".wasm")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if b.err = pluginbuild.Build(ctx, lang, filepath.Join("plugins", string(lang)), out); b.err == nil {
+		if b.err = pluginbuild.Build(ctx, lang, filepath.Join("plugins", dir), out); b.err == nil {
 			b.wasm, b.err = os.ReadFile(out)
 		}
 	})
 	if b.err != nil {
-		t.Fatalf("building the %s conformance plugin from source: %v", lang, b.err)
+		t.Fatalf("building plugins/%s from source: %v", dir, b.err)
 	}
 	return b.wasm
 }
@@ -152,7 +157,10 @@ type loadOptions struct {
 	httpHosts []string
 	logs      *logBuffer
 	maxMemory uint64
+	plugin    string // plugins/<lang><plugin>; "" is the conformance plugin
 }
+
+func (o loadOptions) dir(lang pluginbuild.Lang) string { return string(lang) + o.plugin }
 
 func load(t *testing.T, lang pluginbuild.Lang, o loadOptions) *wasmhost.Plugin {
 	t.Helper()
@@ -179,7 +187,7 @@ func tryLoad(t *testing.T, lang pluginbuild.Lang, o loadOptions) (*wasmhost.Plug
 	cfg := wasmhost.PluginConfig{
 		Name:           "conformance-" + string(lang),
 		Kind:           o.kind,
-		Wasm:           module(t, lang),
+		Wasm:           module(t, lang, o.dir(lang)),
 		Config:         o.config,
 		Capabilities:   o.caps,
 		HTTPHosts:      o.httpHosts,
@@ -268,6 +276,7 @@ func TestConformance(t *testing.T) {
 			t.Run("host-functions", func(t *testing.T) { testHostFunctions(t, lang) })
 			t.Run("source", func(t *testing.T) { testSource(t, lang) })
 			t.Run("sink", func(t *testing.T) { testSink(t, lang) })
+			t.Run("http", func(t *testing.T) { testHTTP(t, lang) })
 		})
 	}
 }
@@ -583,4 +592,77 @@ func testSink(t *testing.T, lang pluginbuild.Lang) {
 	if res.Status != wasmhost.StatusError || res.Message != "cannot encode" {
 		t.Fatalf("sink fail: status %v %q", res.Status, res.Message)
 	}
+}
+
+func testHTTP(t *testing.T, lang pluginbuild.Lang) {
+	var mu sync.Mutex
+	var posted []string
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		posted = append(posted, r.Method+" "+r.URL.Path+" "+r.Header.Get("Content-Type")+" "+string(b))
+		code := status
+		mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := load(t, lang, loadOptions{
+		kind:      wasmhost.KindSink,
+		plugin:    "-httpsink",
+		config:    map[string]any{"url": srv.URL + "/ingest"},
+		caps:      []string{wasmhost.CapHTTP},
+		httpHosts: []string{u.Host},
+	})
+	ctx := context.Background()
+	res, err := p.Write(ctx, batchOf("one", "two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, res)
+	mu.Lock()
+	got := fmt.Sprint(posted)
+	status = http.StatusServiceUnavailable
+	mu.Unlock()
+	if got != "[POST /ingest text/plain one\ntwo\n]" {
+		t.Fatalf("posted %q, want one POST of both bodies", got)
+	}
+	res, err = p.Write(ctx, batchOf("three"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != wasmhost.StatusRetry || res.Message != "http status 503" {
+		t.Fatalf("backend down: status %v %q, want retry with http status 503", res.Status, res.Message)
+	}
+	mu.Lock()
+	status = http.StatusBadRequest
+	mu.Unlock()
+	res, err = p.Write(ctx, batchOf("four"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != wasmhost.StatusError || res.Message != "http status 400" {
+		t.Fatalf("bad request: status %v %q, want error with http status 400", res.Status, res.Message)
+	}
+	// A host that is not granted is refused, and the plugin passes the
+	// host's reason on.
+	p2 := load(t, lang, loadOptions{
+		kind:      wasmhost.KindSink,
+		plugin:    "-httpsink",
+		config:    map[string]any{"url": srv.URL + "/ingest"},
+		caps:      []string{wasmhost.CapHTTP},
+		httpHosts: []string{"127.0.0.1:1"},
+	})
+	res, err = p2.Write(ctx, batchOf("five"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != wasmhost.StatusError || res.Message == "" {
+		t.Fatalf("ungranted host: status %v %q, want an error with the host's reason", res.Status, res.Message)
+	}
+	t.Logf("ungranted host refused: %s", res.Message)
 }
