@@ -49,8 +49,11 @@ package channel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sluicehq/sluice/agent/event"
 )
 
 // FsyncPolicy says when an Append counts as durable.
@@ -254,4 +257,24 @@ func (s *Stats) add(p PartitionStats) {
 	t.BlockedTime += p.BlockedTime
 	t.LowDisk = t.LowDisk || p.LowDisk
 	s.Partitions = append(s.Partitions, p)
+}
+
+// checkBatch verifies that batch is an agent/event batch claiming count
+// events (an empty batch holds none), so a wrong count never reaches the
+// depth counters and garbage never reaches a reader.
+func checkBatch(producer string, batch []byte, count int) error {
+	if len(batch) == 0 {
+		if count != 0 {
+			return fmt.Errorf("channel: append by %q: empty batch with count %d", producer, count)
+		}
+		return nil
+	}
+	n, err := event.Count(batch)
+	if err != nil {
+		return fmt.Errorf("channel: append by %q: %w", producer, err)
+	}
+	if n != count {
+		return fmt.Errorf("channel: append by %q: batch holds %d events, count says %d", producer, n, count)
+	}
+	return nil
 }

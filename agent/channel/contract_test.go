@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -109,6 +110,17 @@ func TestContract(t *testing.T) {
 				}
 				if err := r.Commit(99); err == nil {
 					t.Fatal("commit past the end accepted")
+				}
+				for _, bad := range []struct {
+					batch []byte
+					count int
+				}{{testBatch("x", 2), 3}, {nil, 1}, {[]byte{9, 0, 0, 0, 1}, 9}} {
+					if _, err := c.Append(context.Background(), 0, "src", bad.batch, bad.count, nil); err == nil || !strings.Contains(err.Error(), `"src"`) {
+						t.Fatalf("bad batch (%d bytes, count %d): %v", len(bad.batch), bad.count, err)
+					}
+				}
+				if c.Stats().Partitions[0].NextOffset != 6 {
+					t.Fatal("a refused append used an offset")
 				}
 			})
 			t.Run("partitions are independent", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -241,7 +242,7 @@ func (f *File) LastInputPosition(p int, producer string) ([]byte, bool) {
 	part.mu.Lock()
 	defer part.mu.Unlock()
 	pos, ok := part.durableProducers[producer]
-	return pos, ok
+	return bytes.Clone(pos), ok
 }
 
 // Reader implements Channel.

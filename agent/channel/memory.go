@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -80,6 +81,9 @@ func (m *Memory) Append(ctx context.Context, p int, producer string, batch []byt
 	if err != nil {
 		return 0, err
 	}
+	if err := checkBatch(producer, batch, count); err != nil {
+		return 0, err
+	}
 	size := int64(len(batch) + len(inputPos) + len(producer))
 	if mp.maxBytes > 0 && size > mp.maxBytes {
 		return 0, fmt.Errorf("channel: record of %d bytes exceeds max_bytes %d", size, mp.maxBytes)
@@ -134,7 +138,7 @@ func (m *Memory) LastInputPosition(p int, producer string) ([]byte, bool) {
 	mp.mu.Lock()
 	defer mp.mu.Unlock()
 	pos, ok := mp.producers[producer]
-	return pos, ok
+	return bytes.Clone(pos), ok
 }
 
 // Reader implements Channel.

@@ -354,8 +354,8 @@ func (p *partition) append(ctx context.Context, producer string, batch []byte, c
 	if len(producer) > 0xffff {
 		return 0, fmt.Errorf("channel: producer name of %d bytes is longer than 65535", len(producer))
 	}
-	if count < 0 || uint64(count) > uint64(^uint32(0)) {
-		return 0, fmt.Errorf("channel: event count %d out of range", count)
+	if err := checkBatch(producer, batch, count); err != nil {
+		return 0, err
 	}
 	size := int64(wal.DataSize(producer, inputPos, batch))
 	if size > wal.MaxBody {
@@ -787,7 +787,7 @@ func (p *partition) closeFiles() error {
 	}
 	for _, st := range p.readers {
 		if h := st.handle; h != nil {
-			h.closeFileLocked()
+			h.abandonLocked()
 		}
 	}
 	return err

@@ -53,7 +53,7 @@ func (p *partition) reader(name string) (Reader, error) {
 	if old := st.handle; old != nil {
 		old.replaced = true
 		old.seg = nil
-		old.closeFileLocked()
+		old.abandonLocked()
 	}
 	h := &fileReader{p: p, name: name, state: st, last: st.pos.Offset}
 	st.handle = h
@@ -80,13 +80,24 @@ func (p *partition) removeReader(name string) error {
 	if h := st.handle; h != nil {
 		h.replaced = true
 		h.seg = nil
-		h.closeFileLocked()
+		h.abandonLocked()
 	}
 	delete(p.readers, name)
 	p.retainLocked()
 	return nil
 }
 
+// abandonLocked closes the handle's file from another goroutine (a
+// replacing handle, RemoveReader, Close). It leaves r.fd set: only the
+// handle's own goroutine writes that field, and os.File tolerates a Close
+// concurrent with a ReadAt (which then fails; the handle reports why).
+func (r *fileReader) abandonLocked() {
+	if r.fd != nil {
+		r.fd.Close()
+	}
+}
+
+// closeFileLocked closes the handle's file; the handle's goroutine only.
 func (r *fileReader) closeFileLocked() {
 	if r.fd != nil {
 		r.fd.Close()
