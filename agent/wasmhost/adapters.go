@@ -71,6 +71,7 @@ func (b *boltAdapter) Process(ctx context.Context, in []byte, out *event.Builder
 	if err := b.p.statusError("process", res); err != nil {
 		return nil, err
 	}
+	defer res.Release()
 	if err := appendEvents(out, res.Batch); err != nil {
 		return nil, &PluginError{Plugin: b.p.name, Op: "process", Err: err}
 	}
@@ -89,6 +90,7 @@ func (b *tickingBolt) Tick(ctx context.Context, now time.Time, out *event.Builde
 	if err := b.p.statusError("tick", res); err != nil {
 		return err
 	}
+	defer res.Release()
 	if err := appendEvents(out, res.Batch); err != nil {
 		return &PluginError{Plugin: b.p.name, Op: "tick", Err: err}
 	}
@@ -141,6 +143,7 @@ func (s *sinkAdapter) Write(ctx context.Context, batch []byte, _ pipeline.Fence)
 	if err != nil {
 		return nil, err
 	}
+	res.Release()
 	if err := s.p.statusError("write", res); err != nil {
 		return nil, err
 	}

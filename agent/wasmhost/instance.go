@@ -1,17 +1,19 @@
 package wasmhost
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/sluicehq/sluice/agent/wasmhost/internal/guard"
 )
 
 // maxResultBytes bounds one result copied out of a guest; a bigger claim is
@@ -34,6 +36,10 @@ type instance struct {
 	process, tick, poll, ack, write api.Function
 	stack                           []uint64
 	stdout, stderr                  *lineWriter
+	stop                            api.MutableGlobal // guardInstrumented only
+	// poisoned is set when the stop flag may have been raised: the
+	// instance must not be reused even if its call completed.
+	poisoned bool
 
 	// Per-call host state: the pending result of §6.1 and the state
 	// changes buffered until the call succeeds.
@@ -67,13 +73,30 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithSysWalltime().
 		WithSysNanotime().
 		WithRandSource(rand.Reader)
-	cctx, cancel := inst.callContext(ctx)
-	defer cancel()
+	if p.guard != guardNone {
+		// A WASI sleep must not outlast the deadline: cut it into short
+		// naps so the guard's checks run in between.
+		mcfg = mcfg.WithNanosleep(func(ns int64) { time.Sleep(min(time.Duration(ns), 10*time.Millisecond)) })
+	}
+	// Instantiation runs no guest code (no start functions), so it needs no
+	// stop flag, only the deadline for wazero's own work.
+	cctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
 	mod, err := p.rt.InstantiateModule(cctx, p.compiled, mcfg)
 	if err != nil {
-		return nil, fmt.Errorf("instantiating: %w", inst.describe(cctx, err))
+		err = fmt.Errorf("instantiating: %w", inst.describe(cctx, err))
+		cancel()
+		return nil, err
 	}
+	cancel()
 	inst.mod = mod
+	if p.guard == guardInstrumented {
+		g, ok := mod.ExportedGlobal(guard.StopExport).(api.MutableGlobal)
+		if !ok {
+			mod.Close(context.Background())
+			return nil, errors.New("instrumented module lacks its stop flag")
+		}
+		inst.stop = g
+	}
 	inst.mem = mod.ExportedMemory("memory")
 	inst.buffer = mod.ExportedFunction("sluice_buffer")
 	inst.process = mod.ExportedFunction("sluice_process")
@@ -85,18 +108,26 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		inst.close()
 		return nil, err
 	}
+	plain := func(name string) error {
+		cctx, done := inst.callContext(ctx)
+		err := mod.ExportedFunction(name).CallWithStack(cctx, inst.stack)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", name, inst.describe(cctx, err))
+		}
+		done()
+		return err
+	}
 	if p.hasInit {
-		if err := mod.ExportedFunction("_initialize").CallWithStack(cctx, inst.stack); err != nil {
-			return fail(fmt.Errorf("_initialize: %w", inst.describe(cctx, err)))
+		if err := plain("_initialize"); err != nil {
+			return fail(err)
 		}
 	}
-	if err := mod.ExportedFunction("sluice_abi_version").CallWithStack(cctx, inst.stack); err != nil {
-		return fail(fmt.Errorf("sluice_abi_version: %w", inst.describe(cctx, err)))
+	if err := plain("sluice_abi_version"); err != nil {
+		return fail(err)
 	}
 	if v := api.DecodeI32(inst.stack[0]); v != ABIVersion {
 		return fail(fmt.Errorf("module is for ABI version %d; this host implements version %d", v, ABIVersion))
 	}
-	cancel()
 	res, err := inst.invokeWithInput(ctx, mod.ExportedFunction("sluice_init"), p.config, 0)
 	if err != nil {
 		return fail(fmt.Errorf("sluice_init: %w", err))
@@ -105,6 +136,9 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		return fail(fmt.Errorf("sluice_init rejected the config (status %s): %s", res.Status, res.Message))
 	}
 	inst.discardState() // nothing done during init is committed
+	if inst.poisoned {
+		return fail(errors.New("init finished just as its deadline passed"))
+	}
 	if p.kind == KindSource {
 		p.mu.Lock()
 		opened, pos := p.opened, p.lastPos
@@ -129,15 +163,27 @@ func (inst *instance) close() {
 }
 
 // callContext bounds one call by the plugin's deadline and lets host
-// functions find the instance that called them.
-func (inst *instance) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), inst.p.cfg.CallTimeout)
+// functions find the instance that called them. For an instrumented module
+// it arms the guard: when the context ends, the stop flag is raised and the
+// guest traps at its next check. done must be called when the call returns.
+func (inst *instance) callContext(ctx context.Context) (cctx context.Context, done func()) {
+	cctx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), inst.p.cfg.CallTimeout)
+	if inst.stop == nil {
+		return cctx, cancel
+	}
+	disarm := context.AfterFunc(cctx, func() { inst.stop.Set(1) })
+	return cctx, func() {
+		if !disarm() {
+			inst.poisoned = true // the flag is (or is about to be) raised
+		}
+		cancel()
+	}
 }
 
 // invoke calls fn with args and reads the result it returns.
 func (inst *instance) invoke(ctx context.Context, fn api.Function, args []uint64, inCount int) (*Result, error) {
-	cctx, cancel := inst.callContext(ctx)
-	defer cancel()
+	cctx, done := inst.callContext(ctx)
+	defer done()
 	stack := inst.stack[:2]
 	copy(stack, args)
 	if err := fn.CallWithStack(cctx, stack); err != nil {
@@ -149,8 +195,8 @@ func (inst *instance) invoke(ctx context.Context, fn api.Function, args []uint64
 // invokeWithInput asks the guest for a buffer, copies input into it and
 // calls fn(ptr, len).
 func (inst *instance) invokeWithInput(ctx context.Context, fn api.Function, input []byte, inCount int) (*Result, error) {
-	cctx, cancel := inst.callContext(ctx)
-	defer cancel()
+	cctx, done := inst.callContext(ctx)
+	defer done()
 	stack := inst.stack[:2]
 	stack[0] = uint64(len(input))
 	if err := inst.buffer.CallWithStack(cctx, stack); err != nil {
@@ -182,6 +228,13 @@ func (inst *instance) describe(cctx context.Context, err error) error {
 			return fmt.Errorf("call canceled: %w", context.Cause(cctx))
 		}
 		return fmt.Errorf("the guest called proc_exit(%d)", exit.ExitCode())
+	}
+	if inst.stop != nil && cctx.Err() != nil {
+		// The guard's stop flag made the guest trap.
+		if errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: the call ran past its %s deadline and was stopped (a runaway loop?)", errDeadline, inst.p.cfg.CallTimeout)
+		}
+		return fmt.Errorf("call canceled: %w", context.Cause(cctx))
 	}
 	msg := err.Error()
 	if i := strings.Index(msg, "\nwasm stack trace"); i >= 0 {
@@ -217,10 +270,14 @@ func (inst *instance) readResult(packed uint64, inCount int) (*Result, error) {
 		return nil, fmt.Errorf("%w: result region [%#x, %#x) lies outside guest memory of %d bytes",
 			errInvalidResult, ptr, uint64(ptr)+uint64(n), inst.mem.Size())
 	}
-	res, err := parseResult(bytes.Clone(view), inCount)
+	buf := resultBuffers.Get().(*[]byte)
+	*buf = append((*buf)[:0], view...)
+	res, err := parseResult(*buf, inCount)
 	if err != nil {
+		resultBuffers.Put(buf)
 		return nil, fmt.Errorf("%w: %v", errInvalidResult, err)
 	}
+	res.buf = buf
 	return res, nil
 }
 
@@ -303,32 +360,84 @@ func (r *frameReader) u32(what string) (uint32, error) {
 }
 
 func (r *frameReader) bytes(what string) ([]byte, error) {
-	n, err := r.u32(what + " length")
-	if err != nil {
+	start := r.off
+	if err := r.skip(what); err != nil {
 		return nil, err
 	}
-	if uint64(n) > uint64(len(r.buf)-r.off) {
-		return nil, fmt.Errorf("%s length %d at byte %d runs past the end of the %d-byte result", what, n, r.off-4, len(r.buf))
-	}
-	b := r.buf[r.off : r.off+int(n) : r.off+int(n)]
-	r.off += int(n)
-	return b, nil
+	return r.buf[start+4 : r.off : r.off], nil
 }
 
+// skip passes over one length-prefixed value. what names it in errors only:
+// the happy path does not build strings.
 func (r *frameReader) skip(what string) error {
-	n, err := r.u32(what + " length")
-	if err != nil {
-		return err
+	if len(r.buf)-r.off < 4 {
+		return fmt.Errorf("%s length truncated at byte %d of %d", what, r.off, len(r.buf))
 	}
-	if uint64(n) > uint64(len(r.buf)-r.off) {
-		return fmt.Errorf("%s length %d at byte %d runs past the end of the %d-byte result", what, n, r.off-4, len(r.buf))
+	n := binary.LittleEndian.Uint32(r.buf[r.off:])
+	if uint64(n) > uint64(len(r.buf)-r.off-4) {
+		return fmt.Errorf("%s length %d at byte %d runs past the end of the %d-byte result", what, n, r.off, len(r.buf))
 	}
-	r.off += int(n)
+	r.off += 4 + int(n)
 	return nil
 }
 
-// batch skips one event batch (agent/event wire form), checking it.
+// batch skips one event batch (agent/event wire form), checking it. The
+// fast path runs over a valid batch without calls or error formatting; only
+// a batch it refuses is walked again to say what is wrong.
 func (r *frameReader) batch() error {
+	if end, ok := skipBatch(r.buf, r.off); ok {
+		r.off = end
+		return nil
+	}
+	return r.batchSlow()
+}
+
+// skipBatch returns the end of the valid batch starting at buf[off:].
+func skipBatch(buf []byte, off int) (int, bool) {
+	if len(buf)-off < 4 {
+		return 0, false
+	}
+	count := int(binary.LittleEndian.Uint32(buf[off:]))
+	off += 4
+	if count > (len(buf)-off)/20 {
+		return 0, false
+	}
+	for range count {
+		if len(buf)-off < 20 { // time, key length, body length, header count
+			return 0, false
+		}
+		k := int(binary.LittleEndian.Uint32(buf[off+8:]))
+		off += 12
+		if k > len(buf)-off-8 {
+			return 0, false
+		}
+		off += k
+		v := int(binary.LittleEndian.Uint32(buf[off:]))
+		off += 4
+		if v > len(buf)-off-4 {
+			return 0, false
+		}
+		off += v
+		nh := int(binary.LittleEndian.Uint32(buf[off:]))
+		off += 4
+		for range nh {
+			for range 2 {
+				if len(buf)-off < 4 {
+					return 0, false
+				}
+				n := int(binary.LittleEndian.Uint32(buf[off:]))
+				off += 4
+				if n > len(buf)-off {
+					return 0, false
+				}
+				off += n
+			}
+		}
+	}
+	return off, true
+}
+
+func (r *frameReader) batchSlow() error {
 	count, err := r.u32("batch count")
 	if err != nil {
 		return err
@@ -342,13 +451,13 @@ func (r *frameReader) batch() error {
 			return fmt.Errorf("output event %d: time truncated at byte %d", i, r.off)
 		}
 		r.off += 8
-		if err := r.skip("output event key"); err != nil {
+		if err := r.skip("key"); err != nil {
 			return fmt.Errorf("output event %d: %w", i, err)
 		}
-		if err := r.skip("output event body"); err != nil {
+		if err := r.skip("body"); err != nil {
 			return fmt.Errorf("output event %d: %w", i, err)
 		}
-		nh, err := r.u32("output event header count")
+		nh, err := r.u32("header count")
 		if err != nil {
 			return fmt.Errorf("output event %d: %w", i, err)
 		}

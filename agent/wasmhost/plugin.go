@@ -17,6 +17,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/sluicehq/sluice/agent/wasmhost/internal/guard"
 )
 
 // ABIVersion is the plugin ABI this host implements (sdk/ABI.md).
@@ -46,6 +48,7 @@ type Plugin struct {
 	hasInit  bool // _initialize exported
 	maxMem   uint64
 	grants   map[string]bool
+	guard    guardMode
 
 	sem    chan struct{} // one token per instance in use or idle
 	mu     sync.Mutex    // guards idle, closed, lastPos, opened
@@ -61,6 +64,25 @@ type Plugin struct {
 
 	stateMu  sync.Mutex // serialises StateStore access between instances
 	counters sync.Map   // metric name -> *atomic.Int64
+}
+
+// guardMode is how a plugin's runaway loops are stopped (ADR 0002).
+type guardMode int
+
+const (
+	// guardInstrumented: the module is rewritten by internal/guard; the
+	// host sets its stop flag at the deadline. The default.
+	guardInstrumented guardMode = iota
+	// guardCloseOnDone: wazero's WithCloseOnContextDone, for modules the
+	// instrumentation cannot decode. Safe, but loops run several times
+	// slower.
+	guardCloseOnDone
+	// guardNone: Trusted plugins. A runaway loop is never stopped.
+	guardNone
+)
+
+func (g guardMode) String() string {
+	return [...]string{"instrumented", "close-on-context-done", "none (trusted)"}[g]
 }
 
 var kindExports = map[Kind][]string{
@@ -174,13 +196,28 @@ func (r *Runtime) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 	}
 	logger = logger.With("plugin", cfg.Name)
 
+	mode := guardInstrumented
+	switch {
+	case cfg.Trusted:
+		mode = guardNone
+	case r.closeOnDone:
+		mode = guardCloseOnDone
+	default:
+		instrumented, err := guard.Instrument(wasm)
+		if err != nil {
+			mode = guardCloseOnDone
+			logger.Warn("module cannot be instrumented; falling back to the slower close-on-context-done guard", "err", err)
+		} else {
+			wasm = instrumented
+		}
+	}
 	rcfg := wazero.NewRuntimeConfigCompiler()
 	if r.interpreter {
 		rcfg = wazero.NewRuntimeConfigInterpreter()
 	}
 	rcfg = rcfg.WithCompilationCache(r.cache).
 		WithMemoryLimitPages(uint32(pages)).
-		WithCloseOnContextDone(!cfg.Trusted)
+		WithCloseOnContextDone(mode == guardCloseOnDone)
 	p := &Plugin{
 		name:   cfg.Name,
 		kind:   cfg.Kind,
@@ -191,6 +228,7 @@ func (r *Runtime) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		config: config,
 		maxMem: pages * pageSize,
 		grants: grants,
+		guard:  mode,
 		sem:    make(chan struct{}, cfg.Instances),
 	}
 	fail := func(err error) (*Plugin, error) {
@@ -335,6 +373,10 @@ func (p *Plugin) Name() string { return p.name }
 // Kind is the plugin's kind.
 func (p *Plugin) Kind() Kind { return p.kind }
 
+// Guard names how the plugin's runaway loops are stopped: "instrumented",
+// "close-on-context-done" or "none (trusted)".
+func (p *Plugin) Guard() string { return p.guard.String() }
+
 // HasTick reports whether a bolt exports sluice_tick.
 func (p *Plugin) HasTick() bool { return p.hasTick }
 
@@ -451,7 +493,7 @@ func (p *Plugin) call(ctx context.Context, op string, do func(*instance) (*Resul
 				}
 			}
 			inst.discardState()
-			p.release(inst, true)
+			p.release(inst, !inst.poisoned)
 			return res, nil
 		}
 	}

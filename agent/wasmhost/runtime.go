@@ -18,9 +18,11 @@ type Runtime struct {
 	cache  wazero.CompilationCache
 	logger *slog.Logger
 
-	// interpreter selects wazero's interpreter instead of its compiler; only
-	// the guard benchmarks set it, to measure that option.
+	// interpreter selects wazero's interpreter instead of its compiler, and
+	// closeOnDone wazero's own guard instead of instrumentation; only tests
+	// and the guard benchmarks set them, to measure those options.
 	interpreter bool
+	closeOnDone bool
 
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}

@@ -162,7 +162,16 @@ func TestSHA256Pin(t *testing.T) {
 // must give an error naming the plugin and what it did, and a healthy
 // plugin in the same runtime must keep working afterwards.
 func TestBadPlugins(t *testing.T) {
+	for _, closeOnDone := range []bool{false, true} {
+		t.Run(map[bool]string{false: "instrumented", true: "close-on-context-done"}[closeOnDone], func(t *testing.T) {
+			testBadPlugins(t, closeOnDone)
+		})
+	}
+}
+
+func testBadPlugins(t *testing.T, closeOnDone bool) {
 	r, _ := newTestRuntime(t)
+	r.closeOnDone = closeOnDone
 	healthy := loadEcho(t, r, "healthy")
 	for _, tc := range []struct {
 		src    string
@@ -222,10 +231,22 @@ func TestBadPlugins(t *testing.T) {
 // TestLoopingGuestNeitherHangsGCNorOthers runs a guest stuck in a loop with
 // a long deadline, and while it loops: forces garbage collections (which
 // would wait forever for an unguarded guest), runs another plugin, then
-// cancels the stuck call, which must return.
+// cancels the stuck call, which must return. Both guards are tested: the
+// default instrumentation and wazero's close-on-context-done fallback.
 func TestLoopingGuestNeitherHangsGCNorOthers(t *testing.T) {
+	for _, closeOnDone := range []bool{false, true} {
+		want := map[bool]string{false: "instrumented", true: "close-on-context-done"}[closeOnDone]
+		t.Run(want, func(t *testing.T) { testLoopingGuest(t, closeOnDone, want) })
+	}
+}
+
+func testLoopingGuest(t *testing.T, closeOnDone bool, wantGuard string) {
 	r, _ := newTestRuntime(t)
+	r.closeOnDone = closeOnDone
 	stuck := loadEcho(t, r, "stuck", func(c *PluginConfig) { c.CallTimeout = time.Hour })
+	if stuck.Guard() != wantGuard {
+		t.Fatalf("guard %q, want %q", stuck.Guard(), wantGuard)
+	}
 	other := loadEcho(t, r, "other")
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
