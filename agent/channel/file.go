@@ -97,6 +97,13 @@ func Open(opts Options) (*File, error) {
 		}
 		f.parts = append(f.parts, p)
 	}
+	// Make the partition directories' names durable before any segment in
+	// them is acknowledged.
+	if err := syncDir(f.dir); err != nil {
+		f.parts = nil
+		lock.Close()
+		return nil, fmt.Errorf("channel: %w", err)
+	}
 	for _, p := range f.parts {
 		f.wg.Add(1)
 		go p.flushLoop()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -209,9 +210,20 @@ func TestLowDiskBlocks(t *testing.T) {
 	if f.Stats().Appends != 0 {
 		t.Fatal("append happened below the free-space floor")
 	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Append(context.Background(), 0, "p", testBatch("x", 1), 1, nil)
+		done <- err
+	}()
+	for !f.Stats().LowDisk { // the metric says why appends wait
+		runtime.Gosched()
+	}
 	free.Store(2 << 30)
-	if _, err := f.Append(context.Background(), 0, "p", testBatch("x", 1), 1, nil); err != nil {
+	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if st := f.Stats(); st.LowDisk || st.BlockedTime <= 0 || st.Appends != 1 {
+		t.Fatalf("stats after the disk freed up: %+v", st.PartitionStats)
 	}
 }
 

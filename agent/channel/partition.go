@@ -122,6 +122,9 @@ func openPartition(f *File, idx int) (*partition, error) {
 	if err := os.MkdirAll(p.rdir, 0o755); err != nil {
 		return nil, fmt.Errorf("channel: %w", err)
 	}
+	if err := syncDir(p.dir); err != nil {
+		return nil, fmt.Errorf("channel: %w", err)
+	}
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
 		return nil, fmt.Errorf("channel: %w", err)
