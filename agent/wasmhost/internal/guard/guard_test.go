@@ -3,6 +3,8 @@ package guard
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/sluicehq/sluice/agent/wasmhost/wasmbuild"
 )
@@ -178,4 +181,45 @@ func FuzzInstrument(f *testing.F) {
 			t.Fatalf("valid module became invalid: %v", err)
 		}
 	})
+}
+
+// TestInstrumentGoGuest instruments a module built by the Go toolchain
+// (runtime, GC, goroutine scheduler and all) and checks it still computes
+// the same thing.
+func TestInstrumentGoGuest(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "goguest.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./testdata/goguest")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	orig, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := Instrument(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runGo := func(wasm []byte) uint64 {
+		ctx := context.Background()
+		r := wazero.NewRuntime(ctx)
+		defer r.Close(ctx)
+		wasi_snapshot_preview1.MustInstantiate(ctx, r)
+		mod, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithStartFunctions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res, err := mod.ExportedFunction("run").Call(ctx, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+	if got, want := runGo(inst), runGo(orig); got != want {
+		t.Fatalf("instrumented Go guest returned %d, original %d", got, want)
+	}
 }
