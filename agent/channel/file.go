@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -104,9 +105,9 @@ func Open(opts Options) (*File, error) {
 		lock.Close()
 		return nil, fmt.Errorf("channel: %w", err)
 	}
-	for _, p := range f.parts {
+	if opts.Fsync == FsyncInterval {
 		f.wg.Add(1)
-		go p.flushLoop()
+		go f.syncEvery(opts.FsyncInterval)
 	}
 	return f, nil
 }
@@ -286,18 +287,33 @@ func (f *File) Close() error {
 	var err error
 	f.once.Do(func() {
 		close(f.closed)
-		for _, p := range f.parts {
-			p.mu.Lock()
-			p.notifyLocked()
-			p.mu.Unlock()
-		}
 		f.wg.Wait()
+		for _, p := range f.parts {
+			p.drain()
+		}
 		for _, p := range f.parts {
 			err = errors.Join(err, p.closeFiles())
 		}
 		err = errors.Join(err, f.lock.Close())
 	})
 	return err
+}
+
+// syncEvery is the interval policy's clock.
+func (f *File) syncEvery(d time.Duration) {
+	defer f.wg.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			for _, p := range f.parts {
+				p.syncActive()
+			}
+		case <-f.closed:
+			return
+		}
+	}
 }
 
 func (f *File) isClosed() bool {

@@ -49,7 +49,7 @@ type group struct {
 	next      uint64            // offset after the group's last record
 	events    uint64
 	bytes     uint64
-	done      chan struct{}
+	finished  bool // written and published (or failed); guarded by partition.mu
 	err       error
 }
 
@@ -94,7 +94,11 @@ type partition struct {
 	readers          map[string]*readerState
 	changed          chan struct{} // closed and replaced on every change
 	failed           error         // sticky write error
-	flushReq         chan struct{}
+	// Group commit: the appender that finds no write in progress becomes
+	// the leader and writes the current group; the others wait on cond.
+	flushing bool
+	cond     *sync.Cond
+	dirty    bool // written since the last fdatasync (interval policy)
 
 	appends, fsyncs, corrupt uint64
 	blocked                  time.Duration
@@ -115,7 +119,6 @@ func openPartition(f *File, idx int) (*partition, error) {
 		durableProducers:  map[string][]byte{},
 		readers:           map[string]*readerState{},
 		changed:           make(chan struct{}),
-		flushReq:          make(chan struct{}, 1),
 		corruptLogged:     map[string]bool{},
 	}
 	p.rdir = filepath.Join(p.dir, "readers")
@@ -155,7 +158,8 @@ func openPartition(f *File, idx int) (*partition, error) {
 	if err := p.loadReaders(); err != nil {
 		return nil, err
 	}
-	p.cur = &group{done: make(chan struct{}), next: p.next}
+	p.cur = &group{next: p.next}
+	p.cond = sync.NewCond(&p.mu)
 	return p, nil
 }
 
@@ -407,14 +411,17 @@ func (p *partition) append(ctx context.Context, producer string, batch []byte, c
 	p.assignedProducers[producer] = pos
 	g.positions = append(g.positions, wal.ProducerPos{Producer: producer, Pos: pos})
 	g.next, g.events, g.bytes = p.next, p.eventsNext, p.bytesNext
-	p.mu.Unlock()
-	select {
-	case p.flushReq <- struct{}{}:
-	default:
+	for !g.finished {
+		if !p.flushing {
+			p.flushLocked()
+			continue
+		}
+		p.cond.Wait()
 	}
-	<-g.done
-	if g.err != nil {
-		return 0, g.err
+	err := g.err
+	p.mu.Unlock()
+	if err != nil {
+		return 0, err
 	}
 	return off, nil
 }
@@ -499,69 +506,20 @@ func (p *partition) rollLocked() {
 	p.needRoll = false
 }
 
-// flushLoop is the partition's writer: it takes the current group, writes
-// it with one write per segment and one fdatasync, then publishes it.
-// Appenders that arrive meanwhile fill the next group (group commit).
-func (p *partition) flushLoop() {
-	defer p.f.wg.Done()
-	var tick <-chan time.Time
-	if p.f.opts.Fsync == FsyncInterval {
-		t := time.NewTicker(p.f.opts.FsyncInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	dirty := false
-	for {
-		closing := false
-		select {
-		case <-p.flushReq:
-		case <-tick:
-			if dirty {
-				p.syncActive()
-				dirty = false
-			}
-			continue
-		case <-p.f.closed:
-			closing = true
-		}
-		p.mu.Lock()
-		g := p.cur
-		taken := len(g.chunks) > 0
-		if taken {
-			p.cur = &group{done: make(chan struct{}), next: p.next}
-		}
-		p.mu.Unlock()
-		if taken {
-			err := p.writeGroup(g)
-			dirty = true
-			p.publish(g, err)
-		}
-		if closing {
-			if dirty && p.f.opts.Fsync != FsyncNever {
-				p.syncActive()
-			}
-			return
-		}
-	}
-}
-
-func (p *partition) syncActive() {
-	p.mu.Lock()
-	s := p.active
+// flushLocked writes the current group as its leader: one write per
+// segment and one fdatasync for every append in it, then publishes it.
+// Appenders arriving meanwhile fill the next group, and one of them leads
+// it when this write is done (group commit). The leader is an appender, not
+// a separate goroutine, so a lone appender pays no thread hand-off. Called
+// with p.mu held and no write in progress; returns with p.mu held.
+func (p *partition) flushLocked() {
+	g := p.cur
+	p.cur = &group{next: p.next}
+	p.flushing = true
 	p.mu.Unlock()
-	// The flusher alone opens and closes writer files, and this runs on
-	// the flusher's goroutine, so s.w is stable here.
-	if s != nil && s.w != nil {
-		if err := unix.Fdatasync(int(s.w.Fd())); err == nil {
-			p.mu.Lock()
-			p.fsyncs++
-			p.mu.Unlock()
-		}
-	}
-}
-
-func (p *partition) publish(g *group, err error) {
+	err := p.writeGroup(g)
 	p.mu.Lock()
+	p.flushing = false
 	if err != nil {
 		if p.failed == nil {
 			p.failed = fmt.Errorf("channel %s partition %d: write failed, channel must be reopened: %w", p.f.dir, p.idx, err)
@@ -581,10 +539,57 @@ func (p *partition) publish(g *group, err error) {
 		}
 		p.durableNext, p.durableEvents, p.durableBytes = g.next, g.events, g.bytes
 		p.appends += uint64(len(g.positions))
+		p.dirty = p.f.opts.Fsync != FsyncAlways
+	}
+	g.finished = true
+	p.notifyLocked()
+	p.cond.Broadcast()
+}
+
+// syncActive runs fdatasync on the active segment if it was written since
+// the last one (the interval policy's tick, and Close). It takes the write
+// leadership so no roll closes the file meanwhile.
+func (p *partition) syncActive() {
+	p.mu.Lock()
+	for p.flushing {
+		p.cond.Wait()
+	}
+	s := p.active
+	if !p.dirty || s == nil || s.w == nil {
+		p.mu.Unlock()
+		return
+	}
+	p.flushing = true
+	p.mu.Unlock()
+	err := unix.Fdatasync(int(s.w.Fd()))
+	p.mu.Lock()
+	p.flushing = false
+	if err == nil {
+		p.fsyncs++
+		p.dirty = false
+	} else {
+		p.log.Error("fdatasync failed", "file", s.path, "err", err)
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// drain waits until every group already handed in is written; used by
+// Close after the channel is marked closed, so no new group can start.
+func (p *partition) drain() {
+	p.mu.Lock()
+	for p.flushing || len(p.cur.chunks) > 0 {
+		if !p.flushing {
+			p.flushLocked()
+			continue
+		}
+		p.cond.Wait()
 	}
 	p.notifyLocked()
 	p.mu.Unlock()
-	close(g.done)
+	if p.f.opts.Fsync == FsyncInterval {
+		p.syncActive()
+	}
 }
 
 // writeGroup writes g's chunks in order. A new segment is prepared in a
