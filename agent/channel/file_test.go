@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/agent/channel/internal/wal"
 )
@@ -472,4 +473,27 @@ func TestDamageSegments(t *testing.T) {
 			t.Fatalf("reader with a damaged position restarts at %d, want the oldest record", rec.Offset)
 		}
 	})
+}
+
+func TestFsyncPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy FsyncPolicy
+		// fdatasyncs for: append (creates the segment), 3 more appends, Close
+		want uint64
+	}{
+		{FsyncAlways, 4},   // one per group
+		{FsyncInterval, 2}, // the new segment, then the final one at Close (the hour never passes)
+		{FsyncNever, 0},
+	} {
+		t.Run(string(tc.policy), func(t *testing.T) {
+			f := openFile(t, Options{Dir: t.TempDir(), Fsync: tc.policy, FsyncInterval: time.Hour})
+			appendN(t, f, 0, 4, "p")
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Stats().Fsyncs; got != tc.want {
+				t.Fatalf("%d fdatasyncs, want %d", got, tc.want)
+			}
+		})
+	}
 }
