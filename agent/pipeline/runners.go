@@ -1,0 +1,652 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/agent/channel"
+	"github.com/sluicehq/sluice/agent/event"
+)
+
+// Headers the runner puts on dead-lettered events.
+const (
+	HeaderReason = "sluice.reason" // why the event was refused
+	HeaderStage  = "sluice.stage"  // the stage that refused it
+	HeaderOrigin = "sluice.origin" // input channel/partition@offset, when known
+)
+
+var emptyBatch = []byte{0, 0, 0, 0}
+
+// deadLetter appends events to a dead-letter channel with reason and stage
+// headers. inputPos makes the write part of the hop protocol.
+func deadLetter(ctx context.Context, dlq channel.Channel, producer, stage string, evs []event.Event, inputPos []byte) error {
+	if dlq == nil || len(evs) == 0 {
+		return nil
+	}
+	var b event.Builder
+	for i := range evs {
+		b.Add(&evs[i])
+	}
+	_, err := dlq.Append(ctx, 0, producer, b.Bytes(), b.Len(), inputPos)
+	if err != nil {
+		return fmt.Errorf("dead-letter channel of %s: %w", stage, err)
+	}
+	return nil
+}
+
+func tag(e *event.Event, stage, reason, origin string) {
+	e.SetHeader(HeaderReason, reason)
+	e.SetHeader(HeaderStage, stage)
+	if origin != "" {
+		e.SetHeader(HeaderOrigin, origin)
+	}
+}
+
+// rejectedEvents copies the events of batch named by rejects, tagged.
+func rejectedEvents(batch []byte, rejects []Reject, stage, origin string) ([]event.Event, error) {
+	if len(rejects) == 0 {
+		return nil, nil
+	}
+	reason := make(map[int]string, len(rejects))
+	for _, r := range rejects {
+		reason[r.Index] = r.Reason
+	}
+	var out []event.Event
+	err := event.Iterate(batch, func(i int, e *event.Event) error {
+		if why, ok := reason[i]; ok {
+			c := event.Event{Time: e.Time, Key: append([]byte(nil), e.Key...), Body: append([]byte(nil), e.Body...),
+				Headers: append([]event.Header(nil), e.Headers...)}
+			tag(&c, stage, why, origin)
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ---------------------------------------------------------------- sources
+
+type sourceRunner struct {
+	p    *Pipeline
+	st   *stage
+	spec *SourceSpec
+}
+
+// run: resume from the newest hop position in the output channel, then
+// read, append (batch + position in one record), ack.
+func (r *sourceRunner) run(ctx context.Context, drain <-chan struct{}) error {
+	s, out := r.spec, r.spec.Output.Channel
+	var seq uint64
+	var resume []byte
+	for part := 0; part < out.Partitions(); part++ {
+		b, ok := out.LastInputPosition(part, s.Name)
+		if !ok {
+			continue
+		}
+		env, err := decodeEnvelope(b)
+		if err != nil {
+			return fmt.Errorf("source %s: position in channel %s/%d: %w", s.Name, s.Output.Name, part, err)
+		}
+		if env.seq > seq {
+			seq, resume = env.seq, append([]byte(nil), env.pos...)
+		}
+	}
+	select {
+	case <-drain:
+		return nil
+	default:
+	}
+	src, err := s.New(ctx)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", s.Name, err)
+	}
+	defer src.Close(context.WithoutCancel(ctx))
+	if err := src.Open(ctx, resume); err != nil {
+		return fmt.Errorf("source %s: open: %w", s.Name, err)
+	}
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-drain:
+			cancel()
+		case <-readCtx.Done():
+		}
+	}()
+	batchSize := max(s.BatchSize, 1)
+	for {
+		sb, err := src.Read(readCtx, batchSize)
+		if err != nil {
+			if readCtx.Err() != nil && ctx.Err() == nil {
+				return nil // stopped by drain
+			}
+			return fmt.Errorf("source %s: read: %w", s.Name, err)
+		}
+		events := sb.Events
+		count := 0
+		if len(events) == 0 {
+			events = emptyBatch
+		} else if count, err = event.Count(events); err != nil {
+			return fmt.Errorf("source %s: read returned a bad batch: %w", s.Name, err)
+		}
+		if count == 0 && sb.Position == nil && len(sb.DeadLetters) == 0 {
+			continue
+		}
+		seq++
+		env := (&envelope{kind: kindInput, seq: seq, pos: sb.Position}).encode(nil)
+		if len(sb.DeadLetters) > 0 {
+			for i := range sb.DeadLetters {
+				e := &sb.DeadLetters[i]
+				reason, _ := e.Header(HeaderReason)
+				tag(e, s.Name, reason, "")
+			}
+			if err := deadLetter(ctx, s.DeadLetter, s.Name, s.Name, sb.DeadLetters, env); err != nil {
+				return err
+			}
+			r.st.rejected.Add(uint64(len(sb.DeadLetters)))
+		}
+		part := int(seq % uint64(out.Partitions()))
+		if _, err := out.Append(ctx, part, s.Name, events, count, env); err != nil {
+			return fmt.Errorf("source %s: append to %s: %w", s.Name, s.Output.Name, err)
+		}
+		r.st.out.Add(uint64(count))
+		r.st.in.Add(uint64(count))
+		if sb.Position != nil {
+			if err := src.Ack(ctx, sb.Position); err != nil {
+				r.p.log.Warn("source ack failed", "stage", s.Name, "err", err)
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------- bolts
+
+type target struct {
+	out, part int
+	ch        channel.Channel
+}
+
+type boltRunner struct {
+	p        *Pipeline
+	st       *stage
+	spec     *BoltSpec
+	instance int
+
+	producer string
+	targets  []target
+	base     []int    // index of each output's first target
+	lastSeq  []uint64 // per target: seq of our last durable record there
+	dlqSeq   uint64
+	seq      uint64
+	state    *memState
+	builders []event.Builder
+	lastOff0 uint64 // offset of the last batch's record in target 0 (0: unknown)
+}
+
+func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
+	s := r.spec
+	r.producer = s.Name + "#" + strconv.Itoa(r.instance)
+	r.targets, r.base = nil, nil
+	for oi, o := range s.Outputs {
+		r.base = append(r.base, len(r.targets))
+		for q := 0; q < o.Channel.Partitions(); q++ {
+			r.targets = append(r.targets, target{out: oi, part: q, ch: o.Channel})
+		}
+	}
+	r.builders = make([]event.Builder, len(r.targets))
+
+	// Hop protocol: every batch is written to every target, so the
+	// batch to resume after is the smallest seq found; targets holding a
+	// larger seq got part of the next batch before a crash and are skipped
+	// when it is redone.
+	r.lastSeq = make([]uint64, len(r.targets))
+	var minEnv envelope
+	minSeq, found := ^uint64(0), false
+	var redo *envelope
+	for i, t := range r.targets {
+		b, ok := t.ch.LastInputPosition(t.part, r.producer)
+		if !ok {
+			minSeq, minEnv = 0, envelope{}
+			continue
+		}
+		env, err := decodeEnvelope(b)
+		if err != nil {
+			return fmt.Errorf("bolt %s: position in %s/%d: %w", s.Name, s.Outputs[t.out].Name, t.part, err)
+		}
+		found = true
+		r.lastSeq[i] = env.seq
+		if env.seq < minSeq {
+			minSeq, minEnv = env.seq, env
+		}
+	}
+	if !found {
+		minSeq = 0
+	}
+	for i, t := range r.targets {
+		if r.lastSeq[i] > minSeq && redo == nil {
+			b, _ := t.ch.LastInputPosition(t.part, r.producer)
+			env, _ := decodeEnvelope(b)
+			redo = &env
+		}
+	}
+	if s.DeadLetter != nil {
+		if b, ok := s.DeadLetter.LastInputPosition(0, r.producer); ok {
+			if env, err := decodeEnvelope(b); err == nil {
+				r.dlqSeq = env.seq
+			}
+		}
+	}
+	r.seq = minSeq
+
+	in, err := s.Input.Channel.Reader(s.Name, r.instance)
+	if err != nil {
+		return fmt.Errorf("bolt %s: reader on %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+	}
+	if minSeq > 0 {
+		off, err := decodeOffsetPos(minEnv.pos)
+		if err != nil {
+			return fmt.Errorf("bolt %s: %w", s.Name, err)
+		}
+		if err := in.Seek(off); err != nil {
+			return fmt.Errorf("bolt %s: seek %s/%d to %d: %w", s.Name, s.Input.Name, r.instance, off, err)
+		}
+	}
+
+	var stateReader channel.Reader
+	var store StateStore
+	if s.Stateful {
+		if stateReader, err = r.restoreState(minSeq); err != nil {
+			return fmt.Errorf("bolt %s: restore state: %w", s.Name, err)
+		}
+		store = r.state
+	}
+	bolt, err := s.New(ctx, r.instance, store)
+	if err != nil {
+		return fmt.Errorf("bolt %s: %w", s.Name, err)
+	}
+	defer bolt.Close(context.WithoutCancel(ctx))
+	ticker, _ := bolt.(Ticker)
+	tickEvery := s.Tick
+	if tickEvery <= 0 {
+		tickEvery = time.Second
+	}
+
+	var out event.Builder
+	lastIn := in.Committed()
+	if minSeq > 0 {
+		lastIn, _ = decodeOffsetPos(minEnv.pos)
+	}
+	lastCommit, lastSnap := time.Now(), time.Now()
+	finish := func() {
+		if lastIn > in.Committed() {
+			if err := in.Commit(lastIn); err != nil {
+				r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
+			}
+		}
+		if s.Stateful {
+			r.snapshot(stateReader)
+		}
+	}
+	defer finish()
+
+	// A tick that was only partly written before a crash is redone first,
+	// with its original time, against the state as of the batch before.
+	if redo != nil && redo.kind == kindTick && ticker != nil {
+		out.Reset()
+		if err := ticker.Tick(ctx, time.Unix(0, redo.tickNow), &out); err != nil {
+			return fmt.Errorf("bolt %s: redo tick: %w", s.Name, err)
+		}
+		if err := r.emit(ctx, kindTick, redo.tickNow, minEnv.pos, &out, nil, nil, ""); err != nil {
+			return err
+		}
+	}
+
+	nextTick := time.Now().Add(tickEvery)
+	for {
+		var wake time.Time
+		if ticker != nil {
+			if now := time.Now(); !now.Before(nextTick) {
+				out.Reset()
+				if err := ticker.Tick(ctx, now, &out); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					r.p.log.Error("tick failed", "stage", s.Name, "instance", r.instance, "err", err)
+					if r.state != nil {
+						r.state.dropDirty()
+					}
+				} else if err := r.emit(ctx, kindTick, now.UnixNano(), offsetPos(lastIn), &out, nil, nil, ""); err != nil {
+					return err
+				}
+				nextTick = now.Add(tickEvery)
+			}
+			wake = nextTick
+		}
+		rec, ok, timedOut, err := nextRecord(ctx, in, drain, wake)
+		if err != nil {
+			return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+		}
+		if timedOut {
+			continue
+		}
+		if !ok {
+			return nil // drained
+		}
+		if rec.Count > 0 {
+			r.st.in.Add(uint64(rec.Count))
+			origin := s.Input.Name + "/" + strconv.Itoa(r.instance) + "@" + strconv.FormatUint(rec.Offset, 10)
+			out.Reset()
+			rejects, perr := bolt.Process(ctx, rec.Batch, &out)
+			if perr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// The plugin failed this batch on every retry: the whole
+				// batch goes to the dead-letter channel, the pipeline goes on.
+				r.p.log.Error("batch failed; dead-lettered", "stage", s.Name, "instance", r.instance, "origin", origin, "err", perr)
+				if r.state != nil {
+					r.state.dropDirty()
+				}
+				out.Reset()
+				rejects = make([]Reject, rec.Count)
+				for i := range rejects {
+					rejects[i] = Reject{Index: i, Reason: perr.Error()}
+				}
+			}
+			if err := r.emit(ctx, kindInput, 0, offsetPos(rec.Offset), &out, rec.Batch, rejects, origin); err != nil {
+				return err
+			}
+		}
+		lastIn = rec.Offset
+		if time.Since(lastCommit) >= r.p.spec.CommitEvery {
+			if err := in.Commit(lastIn); err != nil {
+				return fmt.Errorf("bolt %s: commit %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+			}
+			lastCommit = time.Now()
+		}
+		if s.Stateful && time.Since(lastSnap) >= r.p.spec.SnapshotEvery {
+			r.snapshot(stateReader)
+			lastSnap = time.Now()
+		}
+	}
+}
+
+// emit writes one batch's output to every target (the hop protocol), its
+// rejects to the dead-letter channel, skipping targets that already hold
+// this batch from before a crash.
+func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []byte, out *event.Builder, in []byte, rejects []Reject, origin string) error {
+	s := r.spec
+	r.seq++
+	seq := r.seq
+	var delta []byte
+	if r.state != nil {
+		delta = r.state.takeDelta()
+	}
+	// Split the output over targets.
+	var extra []event.Event
+	single := len(r.targets) == 1
+	if single {
+		r.builders[0] = *out
+	} else {
+		for i := range r.builders {
+			r.builders[i].Reset()
+		}
+		if out.Len() > 0 {
+			err := event.Iterate(out.Bytes(), func(_ int, e *event.Event) error {
+				oi := 0
+				if s.Route != nil {
+					v, _ := e.Header(s.Route.Header)
+					to, ok := s.Route.To[v]
+					if !ok {
+						to = s.Route.Default
+					}
+					if to < 0 {
+						c := event.Event{Time: e.Time, Key: append([]byte(nil), e.Key...), Body: append([]byte(nil), e.Body...), Headers: append([]event.Header(nil), e.Headers...)}
+						tag(&c, s.Name, fmt.Sprintf("no route for %s=%q", s.Route.Header, v), origin)
+						extra = append(extra, c)
+						return nil
+					}
+					oi = to
+				}
+				o := s.Outputs[oi]
+				n := o.Channel.Partitions()
+				q := 0
+				if n > 1 {
+					if o.Grouping == ByKey {
+						h := fnv.New32a()
+						h.Write(e.Key)
+						q = int(h.Sum32() % uint32(n))
+					} else {
+						q = int(seq % uint64(n))
+					}
+				}
+				r.builders[r.base[oi]+q].Add(e)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("bolt %s: output batch: %w", s.Name, err)
+			}
+		}
+	}
+	envFor := func(withDelta bool) []byte {
+		e := envelope{kind: kind, seq: seq, tickNow: tickNow, pos: pos}
+		if withDelta {
+			e.delta = delta
+		}
+		return e.encode(nil)
+	}
+	dead, err := rejectedEvents(in, rejects, s.Name, origin)
+	if err != nil {
+		return fmt.Errorf("bolt %s: input batch: %w", s.Name, err)
+	}
+	dead = append(dead, extra...)
+	if len(dead) > 0 && r.dlqSeq < seq {
+		if err := deadLetter(ctx, s.DeadLetter, r.producer, s.Name, dead, envFor(false)); err != nil {
+			return err
+		}
+		r.dlqSeq = seq
+		r.st.rejected.Add(uint64(len(dead)))
+	}
+	r.lastOff0 = 0
+	for i, t := range r.targets {
+		b := &r.builders[i]
+		if r.lastSeq[i] >= seq {
+			continue // written before a crash
+		}
+		off, err := t.ch.Append(ctx, t.part, r.producer, b.Bytes(), b.Len(), envFor(i == 0))
+		if err != nil {
+			return fmt.Errorf("bolt %s: append to %s/%d: %w", s.Name, s.Outputs[t.out].Name, t.part, err)
+		}
+		if i == 0 {
+			r.lastOff0 = off
+		}
+		r.lastSeq[i] = seq
+		r.st.out.Add(uint64(b.Len()))
+	}
+	if single {
+		r.builders[0] = event.Builder{} // do not alias out
+	}
+	return nil
+}
+
+func stateReaderName(bolt string, instance int) string {
+	return bolt + "#" + strconv.Itoa(instance) + ".state"
+}
+
+func (r *boltRunner) snapPath() string {
+	return filepath.Join(r.p.spec.StateDir, r.spec.Name, strconv.Itoa(r.instance)+".snap")
+}
+
+// restoreState loads the last snapshot and replays the state deltas stored
+// after it in the first output partition, up to batch upTo. It returns the
+// reader that keeps those records from being deleted until the next
+// snapshot.
+func (r *boltRunner) restoreState(upTo uint64) (channel.Reader, error) {
+	t0 := r.targets[0]
+	sr, err := t0.ch.Reader(stateReaderName(r.spec.Name, r.instance), t0.part)
+	if err != nil {
+		return nil, err
+	}
+	r.state = newMemState()
+	var sn snapshot
+	if b, err := os.ReadFile(r.snapPath()); err == nil {
+		st, s, err := decodeSnapshot(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.snapPath(), err)
+		}
+		if s.seq <= upTo {
+			r.state, sn = st, s
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := sr.Seek(sn.off); err != nil {
+		return nil, err
+	}
+	for {
+		rec, ok, err := sr.TryNext()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		if rec.Producer != r.producer {
+			continue
+		}
+		env, err := decodeEnvelope(rec.InputPos)
+		if err != nil {
+			return nil, err
+		}
+		if env.seq <= sn.seq || env.seq > upTo {
+			continue
+		}
+		if err := r.state.applyDelta(env.delta); err != nil {
+			return nil, err
+		}
+	}
+	clear(r.state.dirty)
+	return sr, nil
+}
+
+// snapshot writes the full state as of the last complete batch and lets the
+// channel release the deltas before it.
+func (r *boltRunner) snapshot(sr channel.Reader) {
+	if r.lastOff0 == 0 || sr == nil {
+		return
+	}
+	r.state.mu.Lock()
+	dirty := len(r.state.dirty) > 0
+	r.state.mu.Unlock()
+	if dirty {
+		return // changes of a batch that did not complete: not a state of any position
+	}
+	if err := writeFileAtomic(r.snapPath(), r.state.encodeSnapshot(r.seq, r.lastOff0)); err != nil {
+		r.p.log.Error("state snapshot failed", "stage", r.spec.Name, "err", err)
+		return
+	}
+	if err := sr.Commit(r.lastOff0); err != nil {
+		r.p.log.Warn("commit state reader", "stage", r.spec.Name, "err", err)
+	}
+}
+
+// ---------------------------------------------------------------- sinks
+
+type sinkRunner struct {
+	p         *Pipeline
+	st        *stage
+	spec      *SinkSpec
+	partition int
+}
+
+func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
+	s := r.spec
+	producer := s.Name + "#" + strconv.Itoa(r.partition)
+	in, err := s.Input.Channel.Reader(s.Name, r.partition)
+	if err != nil {
+		return fmt.Errorf("sink %s: reader on %s/%d: %w", s.Name, s.Input.Name, r.partition, err)
+	}
+	sink, err := s.New(ctx, r.partition)
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", s.Name, err)
+	}
+	defer sink.Close(context.WithoutCancel(ctx))
+	if err := sink.Open(ctx); err != nil {
+		return fmt.Errorf("sink %s: open: %w", s.Name, err)
+	}
+	stream := s.Input.Name + "/" + strconv.Itoa(r.partition) + "/" + s.Name
+	lastIn := in.Committed()
+	lastCommit := time.Now()
+	defer func() {
+		if lastIn > in.Committed() {
+			if err := in.Commit(lastIn); err != nil {
+				r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
+			}
+		}
+	}()
+	for {
+		rec, ok, _, err := nextRecord(ctx, in, drain, time.Time{})
+		if err != nil {
+			return fmt.Errorf("sink %s: read %s/%d: %w", s.Name, s.Input.Name, r.partition, err)
+		}
+		if !ok {
+			return nil
+		}
+		if rec.Count > 0 {
+			r.st.in.Add(uint64(rec.Count))
+			rejects, err := r.write(ctx, sink, rec, stream)
+			if err != nil {
+				return err
+			}
+			origin := s.Input.Name + "/" + strconv.Itoa(r.partition) + "@" + strconv.FormatUint(rec.Offset, 10)
+			dead, err := rejectedEvents(rec.Batch, rejects, s.Name, origin)
+			if err != nil {
+				return fmt.Errorf("sink %s: %w", s.Name, err)
+			}
+			if err := deadLetter(ctx, s.DeadLetter, producer, s.Name, dead, offsetPos(rec.Offset)); err != nil {
+				return err
+			}
+			r.st.rejected.Add(uint64(len(dead)))
+			r.st.out.Add(uint64(rec.Count - len(dead)))
+		}
+		lastIn = rec.Offset
+		if time.Since(lastCommit) >= r.p.spec.CommitEvery {
+			if err := in.Commit(lastIn); err != nil {
+				return fmt.Errorf("sink %s: commit: %w", s.Name, err)
+			}
+			lastCommit = time.Now()
+		}
+	}
+}
+
+// write delivers one batch, retrying with backoff while the destination
+// fails (a transient outage becomes backpressure, not loss). It gives up only
+// when the run ends.
+func (r *sinkRunner) write(ctx context.Context, sink Sink, rec channel.Record, stream string) ([]Reject, error) {
+	backoff := r.p.spec.MinBackoff
+	for {
+		rejects, err := sink.Write(ctx, rec.Batch, Fence{Stream: stream, Offset: rec.Offset})
+		if err == nil {
+			return rejects, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.st.lastErr.Store(err.Error())
+		r.p.log.Warn("sink write failed; retrying", "stage", r.spec.Name, "offset", rec.Offset, "backoff", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, r.p.spec.MaxBackoff)
+	}
+}
