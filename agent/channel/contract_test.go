@@ -267,6 +267,43 @@ func TestContract(t *testing.T) {
 					t.Fatalf("Append after Close: %v", err)
 				}
 			})
+			t.Run("tailing reader while segments roll", func(t *testing.T) {
+				c := im.open(t, Options{SegmentBytes: 4096, MaxBytes: 64 << 10})
+				r, _ := c.Reader("tail", 0)
+				const total = 300
+				errs := make(chan error, 1)
+				go func() {
+					for i := range total {
+						tag := fmt.Sprint(i)
+						if _, err := c.Append(context.Background(), 0, "p", testBatch(tag, 1+i%9), 1+i%9, []byte(tag)); err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+				for i := range total {
+					rec, err := r.Next(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					tag := fmt.Sprint(i)
+					if rec.Offset != uint64(i+1) || string(rec.InputPos) != tag || !bytes.Equal(rec.Batch, testBatch(tag, 1+i%9)) {
+						t.Fatalf("record %d: offset %d pos %q (whole batch: %v)", i, rec.Offset, rec.InputPos, bytes.Equal(rec.Batch, testBatch(tag, 1+i%9)))
+					}
+					// Committing as it goes frees segments (and lets the
+					// capacity-bound appender continue).
+					if err := r.Commit(rec.Offset); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+				if st := c.Stats(); st.DepthEvents != 0 {
+					t.Fatalf("depth %d after reading everything", st.DepthEvents)
+				}
+			})
 			t.Run("concurrent appenders", func(t *testing.T) {
 				c := im.open(t, Options{})
 				var wg sync.WaitGroup

@@ -204,7 +204,7 @@ func (p *partition) recover() error {
 			continue
 		}
 		for _, d := range res.Skipped {
-			p.logCorruptOnce(last.path, int64(d.At), d.Lost, "skipped a damaged record")
+			p.logCorruptOnce(last.path, int64(d.At), d.Offset, d.Lost, "skipped a damaged record")
 		}
 		if res.TornAt >= 0 {
 			p.log.Info("cut off a torn tail", "file", last.path, "at", res.TornAt)
@@ -801,10 +801,12 @@ func (p *partition) closeFiles() error {
 	return err
 }
 
-// logCorruptOnce logs damage found by a reader once per file.
+// logCorruptOnce counts damage found at byte at of path (where offset was
+// expected) and logs it, once per file so a badly damaged file cannot flood
+// the log.
 // Each damaged spot is counted once, however many readers (and recovery)
 // come across it.
-func (p *partition) logCorruptOnce(path string, at int64, lost uint64, msg string) {
+func (p *partition) logCorruptOnce(path string, at int64, offset, lost uint64, msg string) {
 	p.mu.Lock()
 	spot := fmt.Sprintf("%s@%d", path, at)
 	if !p.corruptLogged[spot] {
@@ -815,6 +817,6 @@ func (p *partition) logCorruptOnce(path string, at int64, lost uint64, msg strin
 	p.corruptLogged[path] = true
 	p.mu.Unlock()
 	if first {
-		p.log.Error(msg, "file", path, "at", at, "lost_offsets", lost)
+		p.log.Error(msg, "file", path, "byte", at, "offset", offset, "lost_offsets", lost)
 	}
 }

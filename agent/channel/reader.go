@@ -233,7 +233,7 @@ func (r *fileReader) TryNext() (Record, bool, error) {
 				if !v.final {
 					return Record{}, false, nil
 				}
-				r.p.logCorruptOnce(r.seg.path, 0, 0, "segment header unreadable; skipping the segment")
+				r.p.logCorruptOnce(r.seg.path, 0, r.expect, 0, "segment header unreadable; skipping the segment")
 				r.advance(v)
 				continue
 			}
@@ -294,7 +294,7 @@ func (r *fileReader) resync(v view) error {
 	img := append([]byte(nil), b...) // fetch may reuse the buffer
 	if cand := wal.Resync(img, 1, r.expect); cand > 0 {
 		fr, _ := wal.Decode(img[cand:])
-		r.p.logCorruptOnce(r.seg.path, r.pos, fr.Offset-r.expect, "skipped a damaged record")
+		r.p.logCorruptOnce(r.seg.path, r.pos, r.expect, fr.Offset-r.expect, "skipped a damaged record")
 		r.pos += int64(cand)
 		r.expect = fr.Offset
 		return nil
@@ -302,12 +302,12 @@ func (r *fileReader) resync(v view) error {
 	if !v.final {
 		// The active segment's durable bytes end in damage: nothing more to
 		// read until the writer appends past it (it never does, so count it).
-		r.p.logCorruptOnce(r.seg.path, r.pos, v.durableNext-r.expect, "damaged tail in the active segment")
+		r.p.logCorruptOnce(r.seg.path, r.pos, r.expect, v.durableNext-r.expect, "damaged tail in the active segment")
 		r.pos = v.limit
 		r.expect = v.durableNext
 		return nil
 	}
-	r.p.logCorruptOnce(r.seg.path, r.pos, 0, "segment ends without a seal; continuing with the next segment")
+	r.p.logCorruptOnce(r.seg.path, r.pos, r.expect, 0, "segment ends without a seal; continuing with the next segment")
 	r.advance(v)
 	return nil
 }
@@ -328,7 +328,7 @@ func (r *fileReader) advance(v view) {
 	p.mu.Unlock()
 	r.buf = r.buf[:0]
 	if next != nil && next.base > r.expect {
-		r.p.logCorruptOnce(next.path, 0, next.base-r.expect, "offsets missing before this segment (a segment file is gone)")
+		r.p.logCorruptOnce(next.path, 0, r.expect, next.base-r.expect, "offsets missing before this segment (a segment file is gone)")
 	}
 	if next != nil {
 		r.expect = next.base

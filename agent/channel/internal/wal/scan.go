@@ -31,9 +31,11 @@ type ScanResult struct {
 	DirtyEnd int
 }
 
-// Damage is a skipped damaged region: bytes [At, At+Len) held Lost offsets.
+// Damage is a skipped damaged region: bytes [At, At+Len) held Lost
+// offsets starting at Offset.
 type Damage struct {
 	At, Len int
+	Offset  uint64
 	Lost    uint64
 }
 
@@ -111,7 +113,7 @@ func Scan(b []byte) (ScanResult, error) {
 			if tent == nil {
 				tent = &tentative{at: pos, records: len(r.Records), next: next}
 			}
-			tent.damage = append(tent.damage, Damage{At: pos, Len: cand - pos, Lost: cf.Offset - next})
+			tent.damage = append(tent.damage, Damage{At: pos, Len: cand - pos, Offset: next, Lost: cf.Offset - next})
 			next = cf.Offset
 			pos = cand
 			continue
