@@ -40,10 +40,12 @@
 // holding Dir has less free space, logs one line when it starts waiting and
 // counts the time in Stats. A channel never drops a batch.
 //
-// Lifecycle: Open/NewMemory return a ready channel. Close stops it: pending
-// and later Appends and blocked Next calls return ErrClosed. Close is safe to
-// call twice. Append is safe for concurrent use; a Reader handle is used by
-// one goroutine at a time.
+// Lifecycle: Open/NewMemory return a ready channel. Close stops it: appends
+// already handed to the writer are finished (and acknowledged), then Appends
+// waiting for room, later Appends and Next calls return ErrClosed. Close is
+// safe to call twice. Append, LastInputPosition, Reader, RemoveReader and
+// Stats are safe for concurrent use; a Reader handle is used by one goroutine
+// at a time (different handles may run in parallel).
 package channel
 
 import (
