@@ -445,6 +445,28 @@ func TestDamageSegments(t *testing.T) {
 			t.Fatalf("hop position %q", pos)
 		}
 	})
+	t.Run("every segment gone", func(t *testing.T) {
+		dir := t.TempDir()
+		f := openFile(t, Options{Dir: dir, SegmentBytes: 2048})
+		appendN(t, f, 0, 30, "p")
+		r, _ := f.Reader("sink", 0)
+		for range 30 {
+			mustNext(t, r)
+		}
+		r.Commit(30)
+		f.Close()
+		for _, s := range segFiles(t, dir, 0) {
+			os.Remove(s)
+		}
+		f = openFile(t, Options{Dir: dir, SegmentBytes: 2048})
+		if off, err := f.Append(context.Background(), 0, "p", testBatch("30", 1), 1, []byte("30")); err != nil || off != 31 {
+			t.Fatalf("offset after losing every segment: %d %v (offsets must only grow)", off, err)
+		}
+		r, _ = f.Reader("sink", 0)
+		if rec := mustNext(t, r); rec.Offset != 31 {
+			t.Fatalf("reader resumes at %d", rec.Offset)
+		}
+	})
 	t.Run("zero-length last segment", func(t *testing.T) {
 		f, _ := damage(t, 60, 2048, func(dir string) {
 			segs := segFiles(t, dir, 0)

@@ -327,11 +327,27 @@ func (p *partition) loadReaders() error {
 			}
 			pos = p.oldestPositionLocked(string(name))
 		}
-		if pos.Offset >= p.next {
-			pos.Offset = p.next - 1
-			pos.EventsThrough, pos.BytesThrough = p.eventsNext, p.bytesNext
-		}
 		p.readers[pos.Name] = &readerState{pos: pos}
+	}
+	if len(p.segments) == 0 {
+		// Every segment is gone (retention freed them all and the
+		// channel was emptied, or damage): offsets must still only grow,
+		// so continue after the furthest reader.
+		for _, st := range p.readers {
+			if st.pos.Offset >= p.next {
+				p.next = st.pos.Offset + 1
+				p.eventsNext, p.bytesNext = st.pos.EventsThrough, st.pos.BytesThrough
+			}
+		}
+		p.durableNext, p.durableEvents, p.durableBytes = p.next, p.eventsNext, p.bytesNext
+	}
+	for _, st := range p.readers {
+		// A reader cannot be past the log's end; it can only look so after
+		// a power failure under fsync "never"/"interval" lost the tail.
+		if st.pos.Offset >= p.next {
+			st.pos.Offset = p.next - 1
+			st.pos.EventsThrough, st.pos.BytesThrough = p.eventsNext, p.bytesNext
+		}
 	}
 	return nil
 }
