@@ -2,6 +2,7 @@ package channel
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicehq/sluice/agent/event"
@@ -260,10 +262,18 @@ func reopenBacklog(b *testing.B) (string, int64, int64) {
 	return backlogDir.dir, backlogDir.bytes, backlogDir.segs
 }
 
+// TestMain removes the reopen backlog and fails the run if a goroutine
+// outlives the tests (every channel here is closed).
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if backlogDir.dir != "" {
 		os.RemoveAll(backlogDir.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
