@@ -325,6 +325,9 @@ func (r *fileReader) advance(v view) {
 			r.seg, r.fd, r.pos = next, fd, 0
 		}
 	}
+	// The segment just left may have been held back only by this handle
+	// being inside it.
+	p.retainLocked()
 	p.mu.Unlock()
 	r.buf = r.buf[:0]
 	if next != nil && next.base > r.expect {
