@@ -99,6 +99,7 @@ type partition struct {
 	flushing bool
 	cond     *sync.Cond
 	dirty    bool // written since the last fdatasync (interval policy)
+	freeBufs [][]byte
 
 	appends, fsyncs, corrupt uint64
 	blocked                  time.Duration
@@ -406,6 +407,9 @@ func (p *partition) append(ctx context.Context, producer string, batch []byte, c
 	}
 	g := p.cur
 	c := g.chunkFor(p.active)
+	if c.data == nil {
+		c.data = p.takeBufLocked(int(size) + wal.MarkerSize)
+	}
 	off := p.next
 	c.data = wal.AppendData(c.data, &wal.Data{
 		Offset:       off,
@@ -558,8 +562,38 @@ func (p *partition) flushLocked() {
 		p.dirty = p.f.opts.Fsync != FsyncAlways
 	}
 	g.finished = true
+	for _, c := range g.chunks {
+		p.putBufLocked(c.data)
+	}
 	p.notifyLocked()
 	p.cond.Broadcast()
+}
+
+// Group buffers are reused: a steady appender then copies each batch into
+// the same memory instead of allocating a batch-sized buffer per append.
+const (
+	maxFreeBufs  = 4
+	maxReusedBuf = 16 << 20
+)
+
+func (p *partition) takeBufLocked(need int) []byte {
+	for i, b := range p.freeBufs {
+		if cap(b) >= need {
+			p.freeBufs = slices.Delete(p.freeBufs, i, i+1)
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, max(need, 64<<10))
+}
+
+func (p *partition) putBufLocked(b []byte) {
+	if cap(b) == 0 || cap(b) > maxReusedBuf {
+		return
+	}
+	if len(p.freeBufs) == maxFreeBufs {
+		p.freeBufs = p.freeBufs[1:]
+	}
+	p.freeBufs = append(p.freeBufs, b[:0])
 }
 
 // syncActive runs fdatasync on the active segment if it was written since
