@@ -122,6 +122,18 @@ func TestContract(t *testing.T) {
 				if c.Stats().Partitions[0].NextOffset != 6 {
 					t.Fatal("a refused append used an offset")
 				}
+				// Commit of records this handle never returned (after a
+				// restart, say): depth still counts exactly.
+				fresh, _ := c.Reader("fresh", 0)
+				if err := fresh.Commit(3); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Commit(5); err != nil {
+					t.Fatal(err)
+				}
+				if d := c.Stats().DepthEvents; d != 4+5 {
+					t.Fatalf("depth %d events, want 9 (records 4 and 5)", d)
+				}
 			})
 			t.Run("partitions are independent", func(t *testing.T) {
 				c := im.open(t, Options{Partitions: 3})

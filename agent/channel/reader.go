@@ -15,6 +15,10 @@ const readChunk = 4 << 20
 
 type through struct{ offset, events, bytes uint64 }
 
+// maxInflight bounds the returned-but-uncommitted records a handle
+// remembers.
+const maxInflight = 4096
+
 type fileReader struct {
 	p     *partition
 	name  string
@@ -33,6 +37,7 @@ type fileReader struct {
 	bufStart int64
 	// returned records not yet committed, to commit without a scan
 	inflight []through
+	producer string // last producer name returned, reused to save an allocation per record
 }
 
 func (p *partition) reader(name string) (Reader, error) {
@@ -269,8 +274,16 @@ func (r *fileReader) TryNext() (Record, bool, error) {
 						continue
 					}
 					r.last = d.Offset
+					if len(r.inflight) == maxInflight {
+						// A reader that rarely commits: forget the older half
+						// (committing one of those falls back to a scan).
+						r.inflight = r.inflight[:copy(r.inflight, r.inflight[maxInflight/2:])]
+					}
 					r.inflight = append(r.inflight, through{d.Offset, d.EventsBefore + uint64(d.Count), d.BytesBefore + uint64(len(d.Batch))})
-					return Record{Offset: d.Offset, Producer: string(d.Producer), Batch: d.Batch, Count: int(d.Count), InputPos: d.InputPos}, true, nil
+					if string(d.Producer) != r.producer { // no allocation for the comparison
+						r.producer = string(d.Producer)
+					}
+					return Record{Offset: d.Offset, Producer: r.producer, Batch: d.Batch, Count: int(d.Count), InputPos: d.InputPos}, true, nil
 				}
 			}
 		}
