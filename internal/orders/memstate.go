@@ -67,3 +67,12 @@ func Normalise(in []byte, out *event.Builder) ([]pipeline.Reject, error) {
 	})
 	return rejects, err
 }
+
+// Dump returns every key and value, for comparing two stores.
+func (s *MemState) Dump() map[string]string {
+	out := make(map[string]string, len(s.m))
+	for k, v := range s.m {
+		out[k] = string(v)
+	}
+	return out
+}

@@ -1,0 +1,853 @@
+/*
+ * order-stats (C): per-minute revenue and order count by category and by
+ * city, and units per SKU, from JSON order lines; windows closed by tick;
+ * state in the host (sluice_state_*); results as command records
+ * (docs/command-records.md). The contract — state layout, window rule, the
+ * exact records — is in ../README.md; the Go version (../go) and the native
+ * reference (internal/orders) produce the same bytes.
+ *
+ * Per batch: every line is parsed and validated (the rules of
+ * wasm-examples/order-parse/README.md; invalid lines are rejected with the
+ * same reasons) and added to in-memory tables, one per minute window seen in
+ * the batch. After the last event (sluice_plugin_flush) each window's tables
+ * are merged into its state entry, so the host persists the state with the
+ * batch's position; guest memory holds nothing between calls.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice.h"
+
+/* ---- small helpers ------------------------------------------------------- */
+
+typedef struct {
+  const uint8_t *p;
+  uint32_t n;
+} str;
+
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} buf;
+
+static void buf_reserve(buf *b, size_t more) {
+  if (b->len + more <= b->cap) return;
+  size_t c = b->cap ? b->cap * 2 : 4096;
+  while (c < b->len + more) c *= 2;
+  uint8_t *p = realloc(b->p, c);
+  if (!p) __builtin_trap(); /* out of memory: the host discards the instance */
+  b->p = p;
+  b->cap = c;
+}
+static void buf_put(buf *b, const void *p, size_t n) {
+  buf_reserve(b, n);
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+static void buf_str(buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+static void buf_u32(buf *b, uint32_t v) { buf_put(b, &v, 4); } /* wasm is little-endian */
+static void buf_i64(buf *b, int64_t v) { buf_put(b, &v, 8); }
+
+static char *fmt_int(char *s, int64_t v) {
+  char tmp[24];
+  int n = 0;
+  uint64_t u = v < 0 ? (uint64_t)(-v) : (uint64_t)v;
+  if (v < 0) *s++ = '-';
+  do tmp[n++] = (char)('0' + u % 10), u /= 10; while (u);
+  while (n) *s++ = tmp[--n];
+  return s;
+}
+
+static char *fmt_pad(char *s, int64_t v, int width) {
+  for (int i = width - 1; i >= 0; i--) s[i] = (char)('0' + v % 10), v /= 10;
+  return s + width;
+}
+
+/* ---- dates ------------------------------------------------------------------ */
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  if (m <= 2) y--;
+  int64_t era = y / 400, yoe = y - era * 400, mp = (m + 9) % 12;
+  int64_t doy = (153 * mp + 2) / 5 + d - 1, doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* format_minute writes unix ms as 2026-11-25T12:00 (16 bytes). */
+static void format_minute(char *s, int64_t ms) {
+  int64_t mins = ms / 60000, z = mins / 1440 + 719468, hm = mins % 1440;
+  int64_t era = z / 146097, doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+  int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2) y++;
+  s = fmt_pad(s, y, 4), *s++ = '-', s = fmt_pad(s, m, 2), *s++ = '-', s = fmt_pad(s, d, 2);
+  *s++ = 'T', s = fmt_pad(s, hm / 60, 2), *s++ = ':', fmt_pad(s, hm % 60, 2);
+}
+
+static int64_t days_in(int64_t y, int64_t m) {
+  if (m == 2) return (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 29 : 28;
+  if (m == 4 || m == 6 || m == 9 || m == 11) return 30;
+  return 31;
+}
+
+static int64_t num(const uint8_t *s, int from, int to) {
+  int64_t v = 0;
+  for (int i = from; i < to; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+/* parse_ts: YYYY-MM-DDTHH:MM:SS[.fraction]Z → unix ms, or -1. */
+static int64_t parse_ts(const uint8_t *s, uint32_t n) {
+  if (n < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[n - 1] != 'Z')
+    return -1;
+  int64_t y = num(s, 0, 4), mo = num(s, 5, 7), d = num(s, 8, 10);
+  int64_t h = num(s, 11, 13), mi = num(s, 14, 16), sec = num(s, 17, 19);
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in(y, mo) || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      sec < 0 || sec > 59)
+    return -1;
+  int64_t ms = 0;
+  uint32_t rest = n - 20; /* bytes between the seconds and the Z */
+  if (rest > 0) {
+    if (s[19] != '.' || rest == 1) return -1;
+    for (uint32_t k = 0; k < rest - 1; k++) {
+      uint8_t c = s[20 + k];
+      if (c < '0' || c > '9') return -1;
+      if (k < 3) ms = ms * 10 + (c - '0');
+    }
+    for (uint32_t k = rest - 1; k < 3; k++) ms *= 10;
+  }
+  return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + sec * 1000 + ms;
+}
+
+/* ---- the order parser (mirrors internal/orders/parse.go) -------------------- */
+
+typedef struct {
+  str ts, order_id, sku, category, city, status;
+  int64_t ms, user_id, qty, price;
+} order;
+
+/* The parser's state lives in a local of parse_order: every helper that
+ * takes it is inlined (FORCE_INLINE), so the index stays in a wasm local
+ * instead of a load and store of linear memory per byte. */
+typedef struct {
+  const uint8_t *b;
+  uint32_t n, i;
+} parser;
+
+#define FORCE_INLINE static inline __attribute__((always_inline))
+
+/* load_tail reads the n < 8 bytes at p into the low end of a word, with at
+ * most three loads and no loop. */
+FORCE_INLINE uint64_t load_tail(const uint8_t *p, uint32_t n) {
+  uint64_t w = 0;
+  uint32_t at = 0;
+  if (n & 4) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    w = v, at = 4;
+  }
+  if (n & 2) {
+    uint16_t v;
+    memcpy(&v, p + at, 2);
+    w |= (uint64_t)v << (8 * at), at += 2;
+  }
+  if (n & 1) w |= (uint64_t)p[at] << (8 * at);
+  return w;
+}
+
+/* lit_word is a literal of at most 8 bytes as a word, for field_of. */
+static inline uint64_t lit_word(const char *s, uint32_t n) {
+  uint64_t w = 0;
+  for (uint32_t i = 0; i < n; i++) w |= (uint64_t)(uint8_t)s[i] << (8 * i);
+  return w;
+}
+
+
+static buf reason_buf;
+static const char *reason;
+static size_t reason_len;
+
+static bool fail(const char *r) {
+  reason = r;
+  reason_len = strlen(r);
+  return false;
+}
+/* fail3 composes a reason with a field name from the input. */
+static bool fail3(const char *pre, str name, const char *post) {
+  reason_buf.len = 0;
+  buf_str(&reason_buf, pre);
+  buf_put(&reason_buf, name.p, name.n);
+  buf_str(&reason_buf, post);
+  reason = (const char *)reason_buf.p;
+  reason_len = reason_buf.len;
+  return false;
+}
+static bool failf(const char *pre, const char *name, const char *post) {
+  str s = {(const uint8_t *)name, (uint32_t)strlen(name)};
+  return fail3(pre, s, post);
+}
+
+FORCE_INLINE uint8_t peek(const parser *p) { return p->i < p->n ? p->b[p->i] : 0; }
+
+FORCE_INLINE void ws(parser *p) {
+  while (p->i < p->n) {
+    uint8_t c = p->b[p->i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
+    p->i++;
+  }
+}
+
+static inline bool is_hex(uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+/* special_mask flags, in bit 7 of each byte, the bytes of w that are '"',
+ * '\\' or below 0x20. Only the lowest flag is exact (a borrow can flag a byte
+ * above a real one), which is all pstr needs: the first special byte. */
+FORCE_INLINE uint64_t special_mask(uint64_t w) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t q = w ^ (ones * '"'), bs = w ^ (ones * '\\');
+  return (((q - ones) & ~q) | ((bs - ones) & ~bs) | ((w - ones * 0x20) & ~w)) & highs;
+}
+
+FORCE_INLINE bool pstr(parser *p, str *out) {
+  if (peek(p) != '"') {
+    if (p->i >= p->n) return fail("truncated");
+    return fail("expected a string");
+  }
+  p->i++;
+  uint32_t start = p->i;
+  for (;;) {
+    /* Jump 8 bytes at a time to the next special byte: strings here are
+     * short, and every loop iteration costs more under the host's
+     * runaway-loop guard than the arithmetic does. */
+    if (p->i + 8 <= p->n) {
+      uint64_t w;
+      memcpy(&w, p->b + p->i, 8);
+      uint64_t m = special_mask(w);
+      if (!m) {
+        p->i += 8;
+        continue;
+      }
+      p->i += (uint32_t)__builtin_ctzll(m) >> 3;
+    } else {
+      while (p->i < p->n && p->b[p->i] >= 0x20 && p->b[p->i] != '"' && p->b[p->i] != '\\') p->i++;
+      if (p->i >= p->n) return fail("truncated");
+    }
+    uint8_t c = p->b[p->i];
+    if (c == '"') {
+      out->p = p->b + start;
+      out->n = p->i - start;
+      p->i++;
+      return true;
+    }
+    if (c < 0x20) return fail("control character in a string");
+    /* a backslash */
+    if (p->i + 1 >= p->n) return fail("truncated");
+    switch (p->b[p->i + 1]) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+      p->i += 2;
+      break;
+    case 'u':
+      if (p->i + 6 > p->n) return fail("truncated");
+      for (int k = 2; k < 6; k++)
+        if (!is_hex(p->b[p->i + k])) return fail("invalid escape in a string");
+      p->i += 6;
+      break;
+    default:
+      return fail("invalid escape in a string");
+    }
+  }
+}
+
+FORCE_INLINE bool str_field(parser *p, const char *name, str *out) {
+  if (peek(p) != '"') {
+    if (p->i >= p->n) return fail("truncated");
+    return failf("field ", name, " is not a string");
+  }
+  if (!pstr(p, out)) return false;
+  if (out->n == 0) return failf("field ", name, " is empty");
+  return true;
+}
+
+FORCE_INLINE bool number_ends(const parser *p) {
+  uint8_t c = peek(p);
+  return c == ',' || c == '}' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+FORCE_INLINE bool int_field(parser *p, const char *name, int64_t lo, int64_t hi, int64_t *out) {
+  uint32_t start = p->i;
+  int64_t v = 0;
+  while (p->i < p->n && p->b[p->i] >= '0' && p->b[p->i] <= '9') {
+    if (v > hi) return failf("field ", name, " is out of range");
+    v = v * 10 + (p->b[p->i] - '0');
+    p->i++;
+  }
+  if (p->i == start || !number_ends(p)) {
+    if (p->i >= p->n) return fail("truncated");
+    return failf("field ", name, " is not an integer");
+  }
+  if (v < lo || v > hi) return failf("field ", name, " is out of range");
+  *out = v;
+  return true;
+}
+
+#define MAX_PRICE_UNITS 100000000
+FORCE_INLINE bool price_field(parser *p, int64_t *out) {
+  bool quoted = peek(p) == '"';
+  if (quoted) p->i++;
+  int64_t units = 0, cents = 0;
+  uint32_t start = p->i;
+  while (p->i < p->n && p->b[p->i] >= '0' && p->b[p->i] <= '9') {
+    units = units * 10 + (p->b[p->i] - '0');
+    if (units >= MAX_PRICE_UNITS) return fail("field price is out of range");
+    p->i++;
+  }
+  if (p->i == start) {
+    if (p->i >= p->n) return fail("truncated");
+    return fail("field price is not a non-negative decimal");
+  }
+  if (peek(p) == '.') {
+    p->i++;
+    int digits = 0;
+    while (p->i < p->n && p->b[p->i] >= '0' && p->b[p->i] <= '9') {
+      if (++digits > 2) return fail("field price has more than two decimals");
+      cents = cents * 10 + (p->b[p->i] - '0');
+      p->i++;
+    }
+    if (digits == 0) return fail("field price is not a non-negative decimal");
+    if (digits == 1) cents *= 10;
+  }
+  if (quoted) {
+    if (peek(p) != '"') return fail("field price is not a non-negative decimal");
+    p->i++;
+  } else if (!number_ends(p)) {
+    if (p->i >= p->n) return fail("truncated");
+    return fail("field price is not a non-negative decimal");
+  }
+  *out = units * 100 + cents;
+  return true;
+}
+
+static int64_t fail_index(const char *r) {
+  fail(r);
+  return -1;
+}
+
+/* skip_value skips the value of an unknown field starting at byte i and
+ * returns the index after it, or -1 (reason set). Not inlined: it recurses. */
+static int64_t skip_value(const uint8_t *b, uint32_t n, uint32_t i, int depth) {
+  parser q = {b, n, i}, *p = &q;
+  if (depth > 32) return fail_index("value nested too deeply");
+  uint8_t c = peek(p);
+  if (c == 0) return fail_index("truncated");
+  if (c == '"') {
+    str s;
+    return pstr(p, &s) ? (int64_t)q.i : -1;
+  }
+  if (c == '{' || c == '[') {
+    uint8_t close = c == '[' ? ']' : '}';
+    p->i++;
+    ws(p);
+    if (peek(p) == close) {
+      p->i++;
+      return q.i;
+    }
+    for (;;) {
+      ws(p);
+      if (c == '{') {
+        str k;
+        if (!pstr(p, &k)) return -1;
+        ws(p);
+        if (peek(p) != ':') return fail_index("expected ':' after a field name");
+        p->i++;
+        ws(p);
+      }
+      int64_t next = skip_value(q.b, q.n, q.i, depth + 1);
+      if (next < 0) return -1;
+      q.i = (uint32_t)next;
+      ws(p);
+      uint8_t d = peek(p);
+      p->i++;
+      if (d == close) return q.i;
+      if (d != ',') {
+        if (d == 0) return fail_index("truncated");
+        return fail_index("invalid value of an unknown field");
+      }
+    }
+  }
+  uint32_t start = p->i;
+  while (p->i < p->n) {
+    uint8_t d = p->b[p->i];
+    if ((d >= '0' && d <= '9') || (d >= 'a' && d <= 'z') || d == '-' || d == '+' || d == '.' || d == 'E') {
+      p->i++;
+      continue;
+    }
+    break;
+  }
+  if (p->i == start) return fail_index("invalid value of an unknown field");
+  return q.i;
+}
+
+enum { F_TS, F_ORDER_ID, F_USER_ID, F_SKU, F_CATEGORY, F_QTY, F_PRICE, F_CITY, F_STATUS, F_NONE };
+static const char *const field_names[] = {"ts", "order_id", "user_id", "sku", "category", "qty", "price", "city", "status"};
+
+/* field_of names a known field by its length and one word compare. */
+static int field_of(str n) {
+  if (n.n > 8 || n.n < 2) return F_NONE;
+  uint64_t w;
+  if (n.n == 8)
+    memcpy(&w, n.p, 8);
+  else
+    w = load_tail(n.p, n.n);
+#define W(s) lit_word(s, sizeof(s) - 1)
+  switch (n.n) {
+  case 2: return w == W("ts") ? F_TS : F_NONE;
+  case 3: return w == W("sku") ? F_SKU : w == W("qty") ? F_QTY : F_NONE;
+  case 4: return w == W("city") ? F_CITY : F_NONE;
+  case 5: return w == W("price") ? F_PRICE : F_NONE;
+  case 6: return w == W("status") ? F_STATUS : F_NONE;
+  case 7: return w == W("user_id") ? F_USER_ID : F_NONE;
+  case 8: return w == W("order_id") ? F_ORDER_ID : w == W("category") ? F_CATEGORY : F_NONE;
+  }
+#undef W
+  return F_NONE;
+}
+
+static bool parse_order(const uint8_t *line, uint32_t len, order *o) {
+  parser p = {line, len, 0};
+  ws(&p);
+  if (peek(&p) != '{') return fail("not a JSON object");
+  p.i++;
+  unsigned seen = 0;
+  ws(&p);
+  if (peek(&p) == '}') {
+    p.i++;
+  } else {
+    for (;;) {
+      ws(&p);
+      str name;
+      if (!pstr(&p, &name)) return false;
+      ws(&p);
+      if (peek(&p) != ':') return fail("expected ':' after a field name");
+      p.i++;
+      ws(&p);
+      int f = field_of(name);
+      if (f != F_NONE) {
+        if (seen & (1u << f)) return fail3("duplicate field ", name, "");
+        seen |= 1u << f;
+      }
+      bool ok;
+      switch (f) {
+      case F_TS:
+        ok = str_field(&p, "ts", &o->ts);
+        if (ok && (o->ms = parse_ts(o->ts.p, o->ts.n)) < 0)
+          ok = fail("field ts is not a UTC time like 2026-11-25T12:00:00.123Z");
+        break;
+      case F_ORDER_ID: ok = str_field(&p, "order_id", &o->order_id); break;
+      case F_SKU: ok = str_field(&p, "sku", &o->sku); break;
+      case F_CATEGORY: ok = str_field(&p, "category", &o->category); break;
+      case F_CITY: ok = str_field(&p, "city", &o->city); break;
+      case F_STATUS: ok = str_field(&p, "status", &o->status); break;
+      case F_USER_ID: ok = int_field(&p, "user_id", 0, (1ll << 53) - 1, &o->user_id); break;
+      case F_QTY: ok = int_field(&p, "qty", 1, 1000000, &o->qty); break;
+      case F_PRICE: ok = price_field(&p, &o->price); break;
+      default: {
+        int64_t next = skip_value(p.b, p.n, p.i, 0);
+        ok = next >= 0;
+        p.i = (uint32_t)next;
+      }
+      }
+      if (!ok) return false;
+      ws(&p);
+      uint8_t c = peek(&p);
+      p.i++;
+      if (c == '}') break;
+      if (c != ',') {
+        if (c == 0) return fail("truncated");
+        return fail3("expected ',' or '}' after field ", name, "");
+      }
+    }
+  }
+  ws(&p);
+  if (p.i != p.n) return fail("trailing bytes after the object");
+  if (seen != (1u << F_NONE) - 1) {
+    for (int f = 0; f < F_NONE; f++)
+      if (!(seen & (1u << f))) return failf("missing field ", field_names[f], "");
+  }
+  return true;
+}
+
+/* ---- aggregation tables ---------------------------------------------------- */
+
+typedef struct {
+  uint32_t name_off; /* into names arena */
+  uint32_t name_len;
+  uint32_t hash;
+  uint32_t old_rank; /* 1 + position in the state value it was decoded from; 0: new in this call */
+  int64_t cents, orders, units;
+} entry;
+
+typedef struct {
+  entry *slots; /* open addressing; name_len 0 = empty (names are never empty) */
+  uint32_t cap, count;
+} table;
+
+typedef struct {
+  char minute[16];
+  table dims[3]; /* category, city, sku */
+} window;
+
+enum { DIM_CATEGORY, DIM_CITY, DIM_SKU };
+
+static buf names;      /* arena of names, reset per call */
+static window *wins;   /* windows touched by this call */
+static uint32_t nwins, capwins;
+static int64_t batch_wm = -1;
+
+/* hash_bytes and bytes_eq work a word at a time: names are short. */
+FORCE_INLINE uint32_t hash_bytes(const uint8_t *p, uint32_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+  }
+  h = (h ^ load_tail(p + i, n - i)) * 0xc4ceb9fe1a85ec53ull;
+  return (uint32_t)(h >> 32) | 1;
+}
+
+FORCE_INLINE bool bytes_eq(const uint8_t *a, const uint8_t *b, uint32_t n) {
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, a + i, 8), memcpy(&y, b + i, 8);
+    if (x != y) return false;
+  }
+  return load_tail(a + i, n - i) == load_tail(b + i, n - i);
+}
+
+static void table_grow(table *t) {
+  uint32_t old_cap = t->cap;
+  entry *old = t->slots;
+  t->cap = old_cap ? old_cap * 2 : 256;
+  t->slots = calloc(t->cap, sizeof(entry));
+  if (!t->slots) __builtin_trap();
+  for (uint32_t i = 0; i < old_cap; i++) {
+    if (!old[i].name_len) continue;
+    uint32_t j = old[i].hash & (t->cap - 1);
+    while (t->slots[j].name_len) j = (j + 1) & (t->cap - 1);
+    t->slots[j] = old[i];
+  }
+  free(old);
+}
+
+static entry *table_add(table *t, const uint8_t *name, uint32_t len, int64_t cents, int64_t orders, int64_t units) {
+  if ((t->count + 1) * 2 > t->cap) table_grow(t);
+  uint32_t h = hash_bytes(name, len), j = h & (t->cap - 1);
+  for (;;) {
+    entry *e = &t->slots[j];
+    if (!e->name_len) break;
+    if (e->hash == h && e->name_len == len && bytes_eq(names.p + e->name_off, name, len)) {
+      e->cents += cents, e->orders += orders, e->units += units;
+      return e;
+    }
+    j = (j + 1) & (t->cap - 1);
+  }
+  entry *e = &t->slots[j];
+  e->name_off = (uint32_t)names.len;
+  buf_put(&names, name, len);
+  e->name_len = len, e->hash = h, e->old_rank = 0, e->cents = cents, e->orders = orders, e->units = units;
+  t->count++;
+  return e;
+}
+
+static void table_clear(table *t) {
+  if (t->count) memset(t->slots, 0, t->cap * sizeof(entry));
+  t->count = 0;
+}
+
+static void reset_windows(void) {
+  for (uint32_t w = 0; w < nwins; w++)
+    for (int d = 0; d < 3; d++) table_clear(&wins[w].dims[d]);
+  nwins = 0;
+  names.len = 0;
+  batch_wm = -1;
+}
+
+static window *window_for(const char *minute) {
+  for (uint32_t w = nwins; w-- > 0;)
+    if (bytes_eq((const uint8_t *)wins[w].minute, (const uint8_t *)minute, 16)) return &wins[w];
+  if (nwins == capwins) {
+    uint32_t c = capwins ? capwins * 2 : 4;
+    window *n = realloc(wins, c * sizeof(window));
+    if (!n) __builtin_trap();
+    memset(n + capwins, 0, (c - capwins) * sizeof(window));
+    wins = n, capwins = c;
+  }
+  window *w = &wins[nwins++];
+  memcpy(w->minute, minute, 16);
+  return w;
+}
+
+/* sorted returns the table's entries ordered by name (bytewise, shorter
+ * first on a tie). State values are written in that order, so the entries
+ * decoded from one are already sorted (by old_rank): only the few names new
+ * in this call are sorted, then merged in. A full sort per batch was the
+ * largest cost of a call after parsing. */
+static entry **sorted_buf, **new_buf;
+static uint32_t sorted_cap;
+
+static int cmp_names(const entry *x, const entry *y) {
+  uint32_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+  int c = memcmp(names.p + x->name_off, names.p + y->name_off, n);
+  if (c) return c;
+  return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
+}
+static int cmp_entries(const void *a, const void *b) { return cmp_names(*(entry *const *)a, *(entry *const *)b); }
+
+static entry **sorted(table *t) {
+  if (t->count > sorted_cap) {
+    sorted_cap = t->count * 2;
+    sorted_buf = realloc(sorted_buf, sorted_cap * sizeof(entry *));
+    new_buf = realloc(new_buf, sorted_cap * sizeof(entry *));
+    if (!sorted_buf || !new_buf) __builtin_trap();
+  }
+  /* old entries by rank, into the tail of sorted_buf; new ones apart */
+  entry **old = sorted_buf + 0;
+  uint32_t n_new = 0, max_rank = 0;
+  memset(sorted_buf, 0, t->count * sizeof(entry *));
+  bool ranks_fit = true;
+  for (uint32_t i = 0; i < t->cap; i++) {
+    entry *e = &t->slots[i];
+    if (!e->name_len) continue;
+    if (e->old_rank && e->old_rank <= t->count) {
+      if (old[e->old_rank - 1]) ranks_fit = false;
+      old[e->old_rank - 1] = e;
+      if (e->old_rank > max_rank) max_rank = e->old_rank;
+    } else if (e->old_rank) {
+      ranks_fit = false;
+    } else {
+      new_buf[n_new++] = e;
+    }
+  }
+  /* compact the old entries (a damaged value may leave gaps) */
+  uint32_t n_old = 0;
+  for (uint32_t r = 0; r < max_rank; r++)
+    if (old[r]) old[n_old++] = old[r];
+  bool old_sorted = ranks_fit;
+  for (uint32_t k = 1; old_sorted && k < n_old; k++)
+    if (cmp_names(old[k - 1], old[k]) >= 0) old_sorted = false;
+  if (!old_sorted || n_old + n_new != t->count) {
+    /* not what this plugin writes: sort everything */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < t->cap; i++)
+      if (t->slots[i].name_len) sorted_buf[k++] = &t->slots[i];
+    qsort(sorted_buf, k, sizeof(entry *), cmp_entries);
+    return sorted_buf;
+  }
+  if (n_new == 0) return sorted_buf;
+  qsort(new_buf, n_new, sizeof(entry *), cmp_entries);
+  /* merge from the back so the old entries can stay in place */
+  int64_t i = (int64_t)n_old - 1, j = (int64_t)n_new - 1, k = (int64_t)t->count - 1;
+  while (j >= 0) {
+    if (i >= 0 && cmp_names(sorted_buf[i], new_buf[j]) > 0)
+      sorted_buf[k--] = sorted_buf[i--];
+    else
+      sorted_buf[k--] = new_buf[j--];
+  }
+  return sorted_buf;
+}
+
+/* Window state value: per dimension, count:u32 then by name ascending
+ * name:bytes cents:i64 orders:i64 units:i64 (all little-endian). */
+static void encode_window(buf *b, window *w) {
+  for (int d = 0; d < 3; d++) {
+    table *t = &w->dims[d];
+    entry **es = sorted(t);
+    buf_u32(b, t->count);
+    for (uint32_t i = 0; i < t->count; i++) {
+      buf_u32(b, es[i]->name_len);
+      buf_put(b, names.p + es[i]->name_off, es[i]->name_len);
+      buf_i64(b, es[i]->cents), buf_i64(b, es[i]->orders), buf_i64(b, es[i]->units);
+    }
+  }
+}
+
+static bool decode_window(const uint8_t *p, uint32_t n, window *w) {
+  uint32_t off = 0;
+  for (int d = 0; d < 3; d++) {
+    uint32_t count, len;
+    if (n - off < 4) return false;
+    memcpy(&count, p + off, 4), off += 4;
+    for (uint32_t i = 0; i < count; i++) {
+      if (n - off < 4) return false;
+      memcpy(&len, p + off, 4), off += 4;
+      if ((uint64_t)n - off < (uint64_t)len + 24 || len == 0) return false;
+      int64_t v[3];
+      memcpy(v, p + off + len, 24);
+      entry *e = table_add(&w->dims[d], p + off, len, v[0], v[1], v[2]);
+      if (!e->old_rank) e->old_rank = i + 1;
+      off += len + 24;
+    }
+  }
+  return off == n;
+}
+
+/* ---- the plugin ---------------------------------------------------------- */
+
+static int64_t lateness_ms = 2000;
+static buf scratch;
+static order o;
+
+sluice_rc sluice_plugin_init(const sluice_config *cfg) {
+  int rc = sluice_config_int(cfg, "lateness_ms", &lateness_ms);
+  if (rc < 0 || lateness_ms < 0) return sluice_fail(SLUICE_LIT("config lateness_ms: want a non-negative integer (milliseconds)"));
+  return SLUICE_OK;
+}
+
+sluice_rc sluice_plugin_process(const sluice_event *e, uint32_t index) {
+  if (index == 0) reset_windows(); /* whatever a failed call left behind */
+  if (!parse_order(e->body.ptr, e->body.len, &o)) return sluice_reject(reason, reason_len);
+  window *w = window_for((const char *)o.ts.p);
+  int64_t rev = o.qty * o.price;
+  table_add(&w->dims[DIM_CATEGORY], o.category.p, o.category.n, rev, 1, o.qty);
+  table_add(&w->dims[DIM_CITY], o.city.p, o.city.n, rev, 1, o.qty);
+  table_add(&w->dims[DIM_SKU], o.sku.p, o.sku.n, rev, 1, o.qty);
+  if (o.ms > batch_wm) batch_wm = o.ms;
+  return SLUICE_OK;
+}
+
+/* flush runs after the last event of every batch: merge into host state. */
+sluice_rc sluice_plugin_flush(void) {
+  char key[18] = {'w', ':'};
+  for (uint32_t i = 0; i < nwins; i++) {
+    window *w = &wins[i];
+    memcpy(key + 2, w->minute, 16);
+    sluice_bytes old;
+    if (sluice_state_get(key, sizeof key, &old) && !decode_window(old.ptr, old.len, w)) {
+      reset_windows();
+      return sluice_fail(SLUICE_LIT("state: a window value is corrupt"));
+    }
+    scratch.len = 0;
+    encode_window(&scratch, w);
+    if (!sluice_state_put(key, sizeof key, scratch.p, scratch.len)) {
+      reset_windows();
+      return sluice_fail(SLUICE_LIT("state: the host refused a window (state quota)"));
+    }
+  }
+  if (batch_wm >= 0) {
+    sluice_bytes old;
+    int64_t prev = -1;
+    if (sluice_state_get(SLUICE_LIT("wm"), &old) && old.len == 8) memcpy(&prev, old.ptr, 8);
+    if (batch_wm > prev && !sluice_state_put(SLUICE_LIT("wm"), &batch_wm, 8)) {
+      reset_windows();
+      return sluice_fail(SLUICE_LIT("state: the host refused the watermark (state quota)"));
+    }
+  }
+  reset_windows();
+  return SLUICE_OK;
+}
+
+/* due collects the state entries of the windows a tick closes. */
+typedef struct {
+  const uint8_t *cutoff; /* "w:<minute>" */
+  buf data;              /* key:bytes value:bytes, copied out of the scan */
+  uint32_t count;
+} due_list;
+
+static bool collect(sluice_bytes key, sluice_bytes value, void *arg) {
+  due_list *d = arg;
+  uint32_t n = key.len < 18 ? key.len : 18;
+  int c = memcmp(key.ptr, d->cutoff, n);
+  if (c > 0 || (c == 0 && key.len > 18)) return false;
+  buf_u32(&d->data, key.len), buf_put(&d->data, key.ptr, key.len);
+  buf_u32(&d->data, value.len), buf_put(&d->data, value.ptr, value.len);
+  d->count++;
+  return true;
+}
+
+static void emit_record(int64_t time, const char *op, const char *field, const char *prefix, const char *minute,
+                        const uint8_t *name, uint32_t name_len, int64_t value) {
+  char key[48];
+  char *k = stpcpy(key, prefix);
+  if (minute) memcpy(k, minute, 16), k += 16;
+  size_t key_len = (size_t)(k - key);
+  size_t cap = 64 + key_len + name_len + 24;
+  uint8_t *b = sluice_emit_reserve(time, key, key_len, cap), *s = b;
+  s = (uint8_t *)stpcpy((char *)s, "{\"op\":\"");
+  s = (uint8_t *)stpcpy((char *)s, op);
+  s = (uint8_t *)stpcpy((char *)s, "\",\"key\":\"");
+  memcpy(s, key, key_len), s += key_len;
+  s = (uint8_t *)stpcpy((char *)s, field);
+  memcpy(s, name, name_len), s += name_len;
+  s = (uint8_t *)stpcpy((char *)s, "\",\"value\":");
+  s = (uint8_t *)fmt_int((char *)s, value);
+  *s++ = '}';
+  sluice_emit_commit((size_t)(s - b));
+}
+
+static due_list due;
+
+sluice_rc sluice_plugin_tick(int64_t now_ns) {
+  reset_windows();
+  int64_t t = now_ns / 1000000;
+  sluice_bytes v;
+  if (sluice_state_get(SLUICE_LIT("wm"), &v) && v.len == 8) {
+    int64_t wm;
+    memcpy(&wm, v.ptr, 8);
+    if (wm > t) t = wm;
+  }
+  int64_t last = t - lateness_ms - 60000;
+  if (last < 0) return SLUICE_OK;
+  char cutoff[18] = {'w', ':'};
+  format_minute(cutoff + 2, last);
+  due.cutoff = (const uint8_t *)cutoff;
+  due.data.len = 0;
+  due.count = 0;
+  if (!sluice_state_scan(SLUICE_LIT("w:"), collect, &due)) return sluice_fail(SLUICE_LIT("state: scan failed"));
+  const uint8_t *p = due.data.p;
+  for (uint32_t i = 0; i < due.count; i++) {
+    uint32_t kl, vl;
+    memcpy(&kl, p, 4);
+    const uint8_t *key = p + 4;
+    memcpy(&vl, key + kl, 4);
+    const uint8_t *val = key + kl + 4;
+    p = val + vl;
+    if (kl != 18) return sluice_fail(SLUICE_LIT("state: a window key is not w:<minute>"));
+    const char *minute = (const char *)key + 2;
+    uint8_t ts[20];
+    memcpy(ts, minute, 16), memcpy(ts + 16, ":00Z", 4);
+    int64_t ms = parse_ts(ts, 20);
+    if (ms < 0) return sluice_fail(SLUICE_LIT("state: a window key is not w:<minute>"));
+    window *w = window_for(minute);
+    if (!decode_window(val, vl, w)) return sluice_fail(SLUICE_LIT("state: a window value is corrupt"));
+    int64_t time = ms * 1000000;
+    entry **es = sorted(&w->dims[DIM_CATEGORY]);
+    for (uint32_t k = 0; k < w->dims[DIM_CATEGORY].count; k++) {
+      const uint8_t *name = names.p + es[k]->name_off;
+      emit_record(time, "hincrby", "\",\"field\":\"", "rev:cat:", minute, name, es[k]->name_len, es[k]->cents);
+      emit_record(time, "hincrby", "\",\"field\":\"", "cnt:cat:", minute, name, es[k]->name_len, es[k]->orders);
+    }
+    es = sorted(&w->dims[DIM_CITY]);
+    for (uint32_t k = 0; k < w->dims[DIM_CITY].count; k++) {
+      const uint8_t *name = names.p + es[k]->name_off;
+      emit_record(time, "hincrby", "\",\"field\":\"", "rev:city:", minute, name, es[k]->name_len, es[k]->cents);
+      emit_record(time, "hincrby", "\",\"field\":\"", "cnt:city:", minute, name, es[k]->name_len, es[k]->orders);
+    }
+    es = sorted(&w->dims[DIM_SKU]);
+    for (uint32_t k = 0; k < w->dims[DIM_SKU].count; k++) {
+      const uint8_t *name = names.p + es[k]->name_off;
+      emit_record(time, "zincrby", "\",\"member\":\"", "top:sku:", minute, name, es[k]->name_len, es[k]->units);
+      emit_record(time, "zincrby", "\",\"member\":\"", "top:sku", NULL, name, es[k]->name_len, es[k]->units);
+    }
+    sluice_state_delete(key, kl);
+  }
+  reset_windows();
+  return SLUICE_OK;
+}
