@@ -131,8 +131,8 @@ type Channel interface {
 	// all its records and all later segments are gone). It works after a
 	// reopen, whichever segment the append is in.
 	LastInputPosition(p int, producer string) ([]byte, bool)
-	// Reader returns a handle on the named reader of partition p,
-	// registering the name durably on first use. The handle starts right
+	// Reader returns a handle on the named reader of partition p (name: 1
+	// to 120 bytes), registering the name durably on first use. The handle starts right
 	// after the reader's Committed() offset. Asking again for the same name
 	// returns a new handle at Committed(); the previous handle is retired
 	// (its calls return ErrReaderReplaced).
@@ -277,6 +277,17 @@ func checkBatch(producer string, batch []byte, count int) error {
 	}
 	if n != count {
 		return fmt.Errorf("channel: append by %q: batch holds %d events, count says %d", producer, n, count)
+	}
+	return nil
+}
+
+// maxReaderName bounds reader names: File stores each reader in a file
+// named by the hex of its name, and file names are limited to 255 bytes.
+const maxReaderName = 120
+
+func checkReaderName(name string) error {
+	if name == "" || len(name) > maxReaderName {
+		return fmt.Errorf("channel: reader name %.40q must be 1 to %d bytes long", name, maxReaderName)
 	}
 	return nil
 }

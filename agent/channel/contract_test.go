@@ -124,6 +124,12 @@ func TestContract(t *testing.T) {
 				}
 				// Commit of records this handle never returned (after a
 				// restart, say): depth still counts exactly.
+				if _, err := c.Reader("", 0); err == nil {
+					t.Fatal("empty reader name accepted")
+				}
+				if _, err := c.Reader(strings.Repeat("n", 121), 0); err == nil {
+					t.Fatal("121-byte reader name accepted")
+				}
 				fresh, _ := c.Reader("fresh", 0)
 				if err := fresh.Commit(3); err != nil {
 					t.Fatal(err)

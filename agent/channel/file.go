@@ -255,6 +255,9 @@ func (f *File) LastInputPosition(p int, producer string) ([]byte, bool) {
 
 // Reader implements Channel.
 func (f *File) Reader(name string, p int) (Reader, error) {
+	if err := checkReaderName(name); err != nil {
+		return nil, err
+	}
 	part, err := f.part(p)
 	if err != nil {
 		return nil, err

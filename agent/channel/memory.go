@@ -143,6 +143,9 @@ func (m *Memory) LastInputPosition(p int, producer string) ([]byte, bool) {
 
 // Reader implements Channel.
 func (m *Memory) Reader(name string, p int) (Reader, error) {
+	if err := checkReaderName(name); err != nil {
+		return nil, err
+	}
 	mp, err := m.part(p)
 	if err != nil {
 		return nil, err
