@@ -406,6 +406,14 @@ func (r *fileReader) Commit(offset uint64) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if r.replaced {
+		// RemoveReader ran while the file was written: do not let this
+		// commit bring the reader back (a newer handle rewrites it anyway).
+		if _, still := p.readers[r.name]; !still {
+			os.Remove(p.posPath(r.name))
+		}
+		return ErrReaderReplaced
+	}
 	if offset > r.state.pos.Offset {
 		r.state.pos = pos
 	}
