@@ -407,10 +407,13 @@ func (r *fileReader) Commit(offset uint64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.replaced {
-		// RemoveReader ran while the file was written: do not let this
-		// commit bring the reader back (a newer handle rewrites it anyway).
-		if _, still := p.readers[r.name]; !still {
+		// RemoveReader or a newer handle took over while the file was
+		// written: put back what the registry holds, so this stale commit
+		// neither brings a removed reader back nor overrides the newer one.
+		if st, still := p.readers[r.name]; !still {
 			os.Remove(p.posPath(r.name))
+		} else if err := writeAtomic(p.posPath(r.name), wal.EncodePosition(st.pos)); err != nil {
+			return fmt.Errorf("channel: commit reader %q: %w", r.name, err)
 		}
 		return ErrReaderReplaced
 	}
