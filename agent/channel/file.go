@@ -141,6 +141,11 @@ func lockDir(dir string) (*os.File, error) {
 // the partition count.
 func (f *File) loadMeta(requested int) (int, error) {
 	path := filepath.Join(f.dir, metaName)
+	if stale, _ := filepath.Glob(path + ".*.tmp"); len(stale) > 0 {
+		for _, s := range stale {
+			os.Remove(s)
+		}
+	}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("channel: %w", err)
@@ -188,23 +193,28 @@ func partDirName(i int) string { return fmt.Sprintf("p%04d", i) }
 // rename it over path, fsync the directory. A crash leaves the old or the
 // new content, never a mix.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	tf, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// A unique temp name, so two writers of the same file never share one;
+	// Open deletes temp files a crash left behind.
+	tf, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
-	if _, err := tf.Write(data); err != nil {
-		tf.Close()
-		return err
+	tmp := tf.Name()
+	err = func() error {
+		defer tf.Close()
+		if _, err := tf.Write(data); err != nil {
+			return err
+		}
+		if err := unix.Fdatasync(int(tf.Fd())); err != nil {
+			return fmt.Errorf("fdatasync %s: %w", tmp, err)
+		}
+		return tf.Close()
+	}()
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	if err := unix.Fdatasync(int(tf.Fd())); err != nil {
-		tf.Close()
-		return fmt.Errorf("fdatasync %s: %w", tmp, err)
-	}
-	if err := tf.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return syncDir(filepath.Dir(path))
