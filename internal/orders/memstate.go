@@ -5,10 +5,9 @@ import (
 	"slices"
 
 	"github.com/sluicehq/sluice/agent/event"
-	"github.com/sluicehq/sluice/agent/pipeline"
 )
 
-// MemState is an in-memory pipeline.StateStore for tests and benchmarks. It
+// MemState is an in-memory StateStore for tests and benchmarks. It
 // copies keys and values in and out, as a persisting store would.
 type MemState struct {
 	m map[string][]byte
@@ -17,19 +16,19 @@ type MemState struct {
 // NewMemState returns an empty store.
 func NewMemState() *MemState { return &MemState{m: map[string][]byte{}} }
 
-// Get implements pipeline.StateStore.
+// Get implements StateStore.
 func (s *MemState) Get(key []byte) ([]byte, bool) {
 	v, ok := s.m[string(key)]
 	return bytes.Clone(v), ok
 }
 
-// Put implements pipeline.StateStore.
+// Put implements StateStore.
 func (s *MemState) Put(key, value []byte) { s.m[string(key)] = bytes.Clone(value) }
 
-// Delete implements pipeline.StateStore.
+// Delete implements StateStore.
 func (s *MemState) Delete(key []byte) { delete(s.m, string(key)) }
 
-// Scan implements pipeline.StateStore.
+// Scan implements StateStore.
 func (s *MemState) Scan(prefix []byte, fn func(key, value []byte) bool) {
 	var keys []string
 	for k := range s.m {
@@ -52,13 +51,13 @@ func (s *MemState) Len() int { return len(s.m) }
 // valid order line of batch in becomes an event keyed by its category, with
 // the canonical form (AppendCanonical) as body and the order time as event
 // time; invalid lines are rejected with the reason.
-func Normalise(in []byte, out *event.Builder) ([]pipeline.Reject, error) {
-	var rejects []pipeline.Reject
+func Normalise(in []byte, out *event.Builder) ([]Reject, error) {
+	var rejects []Reject
 	var f Fields
 	var body []byte
 	err := event.Iterate(in, func(i int, e *event.Event) error {
 		if err := Parse(e.Body, &f); err != nil {
-			rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
+			rejects = append(rejects, Reject{Index: i, Reason: err.Error()})
 			return nil
 		}
 		body = AppendCanonical(body[:0], &f)

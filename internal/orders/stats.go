@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/agent/event"
-	"github.com/sluicehq/sluice/agent/pipeline"
 )
 
 // Stats is the native Go reference of wasm-examples/order-stats: the same
@@ -62,6 +61,23 @@ func (w *window) add(dim int, name []byte, a agg) {
 	p.units += a.units
 }
 
+// StateStore is the host's key-value state as order-stats uses it; it has
+// the method set of pipeline.StateStore, so any of those will do. (This
+// package does not import agent/pipeline: the order-gen example compiles it
+// to WebAssembly.)
+type StateStore interface {
+	Get(key []byte) ([]byte, bool)
+	Put(key, value []byte)
+	Delete(key []byte)
+	Scan(prefix []byte, fn func(key, value []byte) bool)
+}
+
+// Reject names an input event refused, as pipeline.Reject does.
+type Reject struct {
+	Index  int
+	Reason string
+}
+
 // StateWindowPrefix and StateWatermarkKey are the state keys order-stats
 // uses.
 const (
@@ -71,17 +87,17 @@ const (
 
 // Process runs one batch. It returns the rejects; an error means the batch
 // itself could not be decoded.
-func (s *Stats) Process(in []byte, st pipeline.StateStore) ([]pipeline.Reject, error) {
+func (s *Stats) Process(in []byte, st StateStore) ([]Reject, error) {
 	if s.batch == nil {
 		s.batch = map[string]*window{}
 	}
 	clear(s.batch)
-	var rejects []pipeline.Reject
+	var rejects []Reject
 	var f Fields
 	wm := int64(-1)
 	err := event.Iterate(in, func(i int, e *event.Event) error {
 		if err := Parse(e.Body, &f); err != nil {
-			rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
+			rejects = append(rejects, Reject{Index: i, Reason: err.Error()})
 			return nil
 		}
 		w := s.batch[string(f.Minute())]
@@ -119,7 +135,7 @@ func (s *Stats) Process(in []byte, st pipeline.StateStore) ([]pipeline.Reject, e
 
 // Tick closes the windows that are due at now and appends their command
 // records to out.
-func (s *Stats) Tick(now time.Time, st pipeline.StateStore, out *event.Builder) error {
+func (s *Stats) Tick(now time.Time, st StateStore, out *event.Builder) error {
 	t := now.UnixMilli()
 	if v, ok := st.Get([]byte(StateWatermarkKey)); ok && len(v) == 8 {
 		t = max(t, int64(binary.LittleEndian.Uint64(v)))

@@ -28,13 +28,36 @@ func Build(tb testing.TB, dir string) string {
 // Load starts a runtime and loads cfg into it; both are closed when tb ends.
 func Load(tb testing.TB, cfg wasmhost.PluginConfig) *wasmhost.Plugin {
 	tb.Helper()
+	return NewHost(tb).Load(tb, cfg)
+}
+
+// Host is one runtime with an on-disk compilation cache, so that loading the
+// same module again (a restart) does not compile it again: a Go guest takes
+// seconds to compile under -race.
+type Host struct {
+	rt *wasmhost.Runtime
+}
+
+// NewHost starts a runtime that is closed when tb ends.
+func NewHost(tb testing.TB) *Host {
+	tb.Helper()
 	ctx := context.Background()
-	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{})
+	rt, err := wasmhost.NewRuntime(ctx, wasmhost.RuntimeConfig{CacheDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { rt.Close(ctx) })
-	p, err := rt.Load(ctx, cfg)
+	return &Host{rt: rt}
+}
+
+// Runtime is the host's runtime.
+func (h *Host) Runtime() *wasmhost.Runtime { return h.rt }
+
+// Load loads cfg; the plugin is closed when tb ends.
+func (h *Host) Load(tb testing.TB, cfg wasmhost.PluginConfig) *wasmhost.Plugin {
+	tb.Helper()
+	ctx := context.Background()
+	p, err := h.rt.Load(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
