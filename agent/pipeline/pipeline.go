@@ -372,13 +372,24 @@ func (p *Pipeline) Stats() []StageStats {
 // nextRecord returns the next record of r: blocking until one arrives (or
 // until wake, when non-zero), and once drain is closed, only what is
 // already there (ok false when nothing is left).
-func nextRecord(ctx context.Context, r channel.Reader, drain <-chan struct{}, wake time.Time) (rec channel.Record, ok bool, timedOut bool, err error) {
+//
+// beforeBlock runs when no record is ready, before waiting: runners commit
+// their consumed position there, so that a reader that has caught up never
+// holds back retention (and with it a writer blocked on a full channel).
+func nextRecord(ctx context.Context, r channel.Reader, drain <-chan struct{}, wake time.Time, beforeBlock func()) (rec channel.Record, ok bool, timedOut bool, err error) {
 	select {
 	case <-drain:
 		rec, ok, err = r.TryNext()
+		if !ok && err == nil {
+			beforeBlock()
+		}
 		return rec, ok, false, err
 	default:
 	}
+	if rec, ok, err = r.TryNext(); ok || err != nil {
+		return rec, ok, false, err
+	}
+	beforeBlock()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopWatch := make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -545,4 +546,124 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _, _ = decodeSnapshot(b)
 	})
+}
+
+// gateSink blocks every Write until its gate is opened.
+type gateSink struct {
+	gate chan struct{}
+	c    *collector
+}
+
+func (s *gateSink) Open(context.Context) error { return nil }
+func (s *gateSink) Write(ctx context.Context, b []byte, f Fence) ([]Reject, error) {
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return (&collectorSink{s.c}).Write(ctx, b, f)
+}
+func (s *gateSink) Close(context.Context) error { return nil }
+
+// countingSource wraps lineSource and counts the events it has read.
+type countingSource struct {
+	lineSource
+	read *atomic.Int64
+}
+
+func (s *countingSource) Read(ctx context.Context, max int) (SourceBatch, error) {
+	sb, err := s.lineSource.Read(ctx, max)
+	if err == nil {
+		n, _ := event.Count(sb.Events)
+		s.read.Add(int64(n))
+	}
+	return sb, err
+}
+
+// TestBackpressureReachesSource blocks the sink: the bounded channels fill
+// up, the bolt blocks on its append and the source stops reading, far short
+// of its input. Opening the sink lets everything through exactly once.
+func TestBackpressureReachesSource(t *testing.T) {
+	const maxBytes = 16 << 10
+	raw := channel.NewMemory(channel.Options{MaxBytes: maxBytes})
+	out := channel.NewMemory(channel.Options{MaxBytes: maxBytes})
+	ls := lines(20000)
+	var read atomic.Int64
+	c := newCollector()
+	gate := make(chan struct{})
+	p, err := New(Spec{
+		Sources: []SourceSpec{{Name: "src", BatchSize: 10, Output: Output{Name: "raw", Channel: raw},
+			New: func(context.Context) (Source, error) { return &countingSource{lineSource{lines: ls}, &read}, nil }}},
+		Bolts: []BoltSpec{{Name: "up", New: upper(), Input: Input{"raw", raw}, Outputs: []Output{{Name: "out", Channel: out}}}},
+		Sinks: []SinkSpec{{Name: "snk", Input: Input{"out", out},
+			New: func(context.Context, int) (Sink, error) { return &gateSink{gate: gate, c: c}, nil }}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(context.Background())
+	// Wait until the source is blocked: its count stops moving while
+	// the raw channel is full.
+	waitFor(t, "raw channel to fill", func() bool { return raw.Stats().DepthBytes > maxBytes/2 })
+	stable := read.Load()
+	waitFor(t, "source to stall", func() bool {
+		time.Sleep(50 * time.Millisecond)
+		n := read.Load()
+		defer func() { stable = n }()
+		return n == stable
+	})
+	if got := read.Load(); got >= int64(len(ls))/2 {
+		t.Fatalf("with the sink blocked the source still read %d of %d lines", got, len(ls))
+	}
+	close(gate)
+	waitFor(t, "all lines", func() bool { return len(c.snapshot()) >= len(ls) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.snapshot(); len(got) != len(ls) {
+		t.Fatalf("got %d lines, want %d", len(got), len(ls))
+	}
+}
+
+// slowBolt delays every batch so that a backlog builds up.
+type slowBolt struct{ funcBolt }
+
+func (b slowBolt) Process(ctx context.Context, in []byte, out *event.Builder) ([]Reject, error) {
+	time.Sleep(2 * time.Millisecond)
+	return b.funcBolt.Process(ctx, in, out)
+}
+
+// TestStopDrainsBacklog stops the pipeline while the bolt has a backlog:
+// Stop returns only after everything the source had appended reached the
+// sink.
+func TestStopDrainsBacklog(t *testing.T) {
+	raw, out := mem(1), mem(1)
+	ls := lines(3000)
+	c := newCollector()
+	p, err := New(Spec{
+		Sources: []SourceSpec{sourceOf("src", ls, raw, "raw")},
+		Bolts: []BoltSpec{{Name: "slow", Input: Input{"raw", raw}, Outputs: []Output{{Name: "out", Channel: out}},
+			New: func(context.Context, int, StateStore) (Bolt, error) {
+				return slowBolt{funcBolt{fn: func(e *event.Event) (string, bool) { return string(e.Body), true }}}, nil
+			}}},
+		Sinks: []SinkSpec{sinkTo("snk", c, out, "out")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(context.Background())
+	waitFor(t, "the source to finish", func() bool { return raw.Stats().Appends > 0 && p.Stats()[0].EventsOut == uint64(len(ls)) })
+	if n := len(c.snapshot()); n == len(ls) {
+		t.Fatalf("no backlog to drain: the sink already has everything")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.snapshot(); len(got) != len(ls) {
+		t.Fatalf("after a drained stop the sink has %d of %d lines", len(got), len(ls))
+	}
 }

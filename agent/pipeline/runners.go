@@ -283,6 +283,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		lastIn, _ = decodeOffsetPos(minEnv.pos)
 	}
 	lastCommit, lastSnap := time.Now(), time.Now()
+	snapSeq := r.seq
 	finish := func() {
 		if lastIn > in.Committed() {
 			if err := in.Commit(lastIn); err != nil {
@@ -328,7 +329,18 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			}
 			wake = nextTick
 		}
-		rec, ok, timedOut, err := nextRecord(ctx, in, drain, wake)
+		rec, ok, timedOut, err := nextRecord(ctx, in, drain, wake, func() {
+			if lastIn > in.Committed() {
+				if err := in.Commit(lastIn); err != nil {
+					r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
+				}
+				lastCommit = time.Now()
+			}
+			if s.Stateful && r.seq > snapSeq && time.Since(lastSnap) >= time.Second {
+				r.snapshot(stateReader)
+				snapSeq, lastSnap = r.seq, time.Now()
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
 		}
@@ -372,7 +384,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		}
 		if s.Stateful && time.Since(lastSnap) >= r.p.spec.SnapshotEvery {
 			r.snapshot(stateReader)
-			lastSnap = time.Now()
+			snapSeq, lastSnap = r.seq, time.Now()
 		}
 	}
 }
@@ -591,7 +603,14 @@ func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		}
 	}()
 	for {
-		rec, ok, _, err := nextRecord(ctx, in, drain, time.Time{})
+		rec, ok, _, err := nextRecord(ctx, in, drain, time.Time{}, func() {
+			if lastIn > in.Committed() {
+				if err := in.Commit(lastIn); err != nil {
+					r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
+				}
+				lastCommit = time.Now()
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("sink %s: read %s/%d: %w", s.Name, s.Input.Name, r.partition, err)
 		}
