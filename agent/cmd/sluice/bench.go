@@ -265,6 +265,7 @@ poll_interval = "20ms"
 wasm = "{{PLUGINS}}/order-parse.wasm"
 input = "raw"
 output = "orders"
+parallelism = 2
 
 [bolts.stats]
 wasm = "{{PLUGINS}}/order-stats.wasm"
