@@ -666,3 +666,5 @@ func testHTTP(t *testing.T, lang pluginbuild.Lang) {
 	}
 	t.Logf("ungranted host refused: %s", res.Message)
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -39,7 +39,7 @@ func SDKRoot() string {
 }
 
 // CFlags are the clang flags of the C SDK, before -I, sources and -o.
-var CFlags = []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-Werror"}
+var CFlags = []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-mbulk-memory", "-Wall", "-Wextra", "-Werror"}
 
 // Build compiles the plugin in dir (written in lang) to out.
 //
