@@ -59,12 +59,12 @@ func ChannelDir(dataDir, name string) string { return filepath.Join(dataDir, "ch
 
 // Build opens the channels and prepares every stage of cfg. WASM modules
 // are loaded once here so that a bad module fails the start, not a stage.
-func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts Options) (a *Agent, err error) {
+func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts Options) (_ *Agent, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	a = &Agent{cfg: cfg, log: log, channels: map[string]channel.Channel{}}
+	a := &Agent{cfg: cfg, log: log, channels: map[string]channel.Channel{}}
 	defer func() {
 		if err != nil {
 			a.closeAll()

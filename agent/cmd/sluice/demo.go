@@ -50,12 +50,6 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *runFor > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *runFor)
-		defer cancel()
-	}
-
 	fmt.Fprintf(stdout, "sluice demo: data in %s (delete it to start over)\n", abs)
 	if err := buildDemoPlugins(ctx, abs, stdout); err != nil {
 		return err
@@ -72,6 +66,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer logFile.Close()
 	log := newLogger(cfg.Agent.LogLevel, logFile)
 
+	if *runFor > 0 { // counted from here: building the plugins can take a while
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *runFor)
+		defer cancel()
+	}
 	genCtx, stopGen := context.WithCancel(ctx)
 	genDone := make(chan error, 1)
 	go func() { genDone <- generateOrders(genCtx, abs, *rate) }()
