@@ -189,6 +189,7 @@ func (inst *instance) invoke(ctx context.Context, fn api.Function, args []uint64
 	if err := fn.CallWithStack(cctx, stack); err != nil {
 		return nil, inst.describe(cctx, err)
 	}
+	inst.noteOverrun(cctx)
 	return inst.readResult(stack[0], inCount)
 }
 
@@ -214,7 +215,16 @@ func (inst *instance) invokeWithInput(ctx context.Context, fn api.Function, inpu
 	if err := fn.CallWithStack(cctx, stack); err != nil {
 		return nil, inst.describe(cctx, err)
 	}
+	inst.noteOverrun(cctx)
 	return inst.readResult(stack[0], inCount)
+}
+
+// noteOverrun logs a trusted plugin's call that finished after its
+// deadline: nothing could stop it, but the operator should know.
+func (inst *instance) noteOverrun(cctx context.Context) {
+	if inst.p.guard == guardNone && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		inst.p.logger.Warn("trusted plugin call overran its deadline; it cannot be stopped", "deadline", inst.p.cfg.CallTimeout)
+	}
 }
 
 // describe turns an error from a guest call into what the guest did.
