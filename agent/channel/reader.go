@@ -263,6 +263,10 @@ func (r *fileReader) TryNext() (Record, bool, error) {
 				r.pos += int64(fr.Size)
 				continue
 			case wal.KindSeal:
+				if v.nextSeg == nil {
+					// Sealed at recovery, next segment not written yet.
+					return Record{}, false, nil
+				}
 				r.advance(v)
 				continue
 			case wal.KindData:
