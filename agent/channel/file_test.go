@@ -467,6 +467,31 @@ func TestDamageSegments(t *testing.T) {
 			t.Fatalf("reader resumes at %d", rec.Offset)
 		}
 	})
+	t.Run("crash between seal and next segment", func(t *testing.T) {
+		f, dir := damage(t, 5, 1<<20, func(dir string) {
+			last := segFiles(t, dir, 0)[0]
+			b, _ := os.ReadFile(last)
+			res, _ := wal.Scan(b)
+			b = wal.AppendMarker(b[:res.End], wal.KindSeal, res.Next)
+			os.WriteFile(last, b, 0o644)
+		})
+		r, _ := f.Reader("r", 0)
+		for i := range 5 {
+			if rec := mustNext(t, r); rec.Offset != uint64(i+1) {
+				t.Fatalf("offset %d", rec.Offset)
+			}
+		}
+		if _, ok, err := r.TryNext(); ok || err != nil {
+			t.Fatalf("past the seal: ok=%v err=%v", ok, err)
+		}
+		appendN(t, f, 5, 1, "p")
+		if rec := mustNext(t, r); rec.Offset != 6 || string(rec.InputPos) != "5" {
+			t.Fatalf("after the seal: offset %d pos %q", rec.Offset, rec.InputPos)
+		}
+		if n := len(segFiles(t, dir, 0)); n != 2 {
+			t.Fatalf("%d segments, want a new one after the sealed one", n)
+		}
+	})
 	t.Run("zero-length last segment", func(t *testing.T) {
 		f, _ := damage(t, 60, 2048, func(dir string) {
 			segs := segFiles(t, dir, 0)
