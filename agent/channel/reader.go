@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/sluicehq/sluice/agent/channel/internal/wal"
 )
@@ -155,11 +156,11 @@ func (r *fileReader) snapshot() (view, error) {
 	v := view{durableNext: p.durableNext}
 	if r.seg != nil {
 		v.limit = r.seg.durable
-		for i, s := range p.segments {
-			if s == r.seg && i+1 < len(p.segments) {
-				v.nextSeg = p.segments[i+1]
-				v.final = true
-			}
+		// Segments are sorted by base: find ours without a scan.
+		i, found := slices.BinarySearchFunc(p.segments, r.seg.base, func(s *segment, base uint64) int { return cmpU64(s.base, base) })
+		if found && p.segments[i] == r.seg && i+1 < len(p.segments) {
+			v.nextSeg = p.segments[i+1]
+			v.final = true
 		}
 	}
 	return v, nil
