@@ -16,8 +16,9 @@
 //
 // Offsets are per partition, start at 1 and only grow, across segments and
 // restarts; a gap can appear only where a damaged record was skipped. Offset 0
-// means "before the first record" (a new reader's Committed() is 0, and
-// Seek(0) rewinds to the oldest record still retained).
+// means "before the first record": Seek(0) rewinds to the oldest record still
+// retained, and a new reader's Committed() is the offset just before that
+// record (0 while nothing has been deleted).
 //
 // Hop protocol: a producer (source, bolt or sink runner) stores the position
 // of its input in the same record as its output. After a restart it asks
@@ -32,7 +33,11 @@
 // retained record. Commit records "consumed through offset" durably; after a
 // restart Reader returns a handle positioned right after Committed(). A
 // segment is deleted only when every registered reader has committed past
-// it; with no registered reader nothing is deleted.
+// it; with no registered reader nothing is deleted. A stage that appends its
+// output to another channel resumes from that channel's LastInputPosition,
+// not from Committed(): for it Commit only releases space, so it may commit
+// less often than once per batch (on File each Commit is an atomic file
+// write costing two fsyncs).
 //
 // Capacity: with MaxBytes set, Append blocks (honouring ctx) while the
 // retained data would exceed it, until readers commit and segments are freed.
