@@ -313,3 +313,29 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// BenchmarkCommit is the cost of one durable reader commit (atomic file
+// write: temp file, fdatasync, rename, directory fsync), so runners can pick
+// how often to commit.
+func BenchmarkCommit(b *testing.B) {
+	c, err := Open(Options{Dir: b.TempDir(), Fsync: FsyncNever})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for range b.N {
+		if _, err := c.Append(context.Background(), 0, "p", nil, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r, err := c.Reader("r", 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := r.Commit(uint64(i + 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
