@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -201,7 +202,11 @@ func hint(msg string) string {
 func buildGo(ctx context.Context, dir, out string) error {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return &MissingToolError{Tool: "go", Install: "Go 1.24 or newer (https://go.dev/dl, or the Debian package golang-go)"}
+		// the toolchain that built this binary, when it is still there
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, serr := os.Stat(goTool); serr != nil {
+			return &MissingToolError{Tool: "go", Install: "Go 1.24 or newer (https://go.dev/dl, or the Debian package golang-go)"}
+		}
 	}
 	return run(ctx, dir, []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"},
 		goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
@@ -233,7 +238,8 @@ func buildC(ctx context.Context, dir, out string) error {
 	if !hasSDK {
 		sources = append(sources, filepath.Join(sdk, "sluice.c"))
 	}
-	args := []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O3", "-I", sdk, "-o", out}
+	// bulk-memory turns memcpy and memset into single instructions
+	args := []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O3", "-mbulk-memory", "-Wall", "-I", sdk, "-o", out}
 	return run(ctx, dir, nil, clang, append(args, sources...)...)
 }
 
