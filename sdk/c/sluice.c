@@ -359,10 +359,11 @@ static int64_t per_event(int32_t ptr, int32_t len, event_hook hook, bool sink) {
     return rc_result(rc);
   }
   if (r.off != r.len) return fail_with("malformed batch: trailing bytes after the last event");
-  if (sink) {
-    sluice_rc rc = sluice_plugin_flush();
-    if (rc != SLUICE_OK) return rc_result(rc);
-  }
+  (void)sink;
+  /* after every batch, bolts too: a bolt that aggregates per batch moves
+   * its result into host state here, before the call ends */
+  sluice_rc rc = sluice_plugin_flush();
+  if (rc != SLUICE_OK) return rc_result(rc);
   return finish(STATUS_OK);
 }
 

@@ -6,7 +6,8 @@
  * hooks once per event. Hooks return a sluice_rc: SLUICE_OK, or the value of
  * sluice_reject()/sluice_fail()/sluice_retry(), which record the reason.
  *
- *   bolt:   sluice_plugin_process (per event), sluice_plugin_tick (optional)
+ *   bolt:   sluice_plugin_process (per event), sluice_plugin_flush (optional,
+ *           after each batch), sluice_plugin_tick (optional)
  *   source: sluice_plugin_open, sluice_plugin_poll, sluice_plugin_ack
  *   sink:   sluice_plugin_write (per event), sluice_plugin_flush (optional)
  *   every kind: sluice_plugin_init

@@ -47,9 +47,11 @@ type Sink interface {
 	Write(e *Event) error
 }
 
-// Flusher is implemented by sinks that buffer: Flush is called after the
-// last Write of every batch, and the batch counts as delivered only when it
-// returns nil.
+// Flusher is implemented by sinks that buffer and by bolts that work per
+// batch: Flush is called after the last Write (sink) or Process (bolt) of
+// every batch. A sink's batch counts as delivered only when it returns nil; a
+// bolt uses it to move what it gathered into host state before the call ends
+// (wasm-examples/order-stats), so the state is persisted with the batch.
 type Flusher interface {
 	Flush() error
 }
@@ -197,7 +199,7 @@ func (g *guest) perEvent(batch []byte, fn func(*Event, *Output) error, sinkFn fu
 			return g.fail(err)
 		}
 	}
-	if sinkFn != nil && g.flush != nil {
+	if g.flush != nil {
 		if err := g.flush.Flush(); err != nil {
 			return g.fail(err)
 		}

@@ -493,3 +493,35 @@ func BenchmarkProcess1000x200B(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
 }
+
+// flushingBolt gathers per batch and flushes after the last event.
+type flushingBolt struct {
+	seen, flushed int
+	fail          bool
+}
+
+func (b *flushingBolt) Init(*Config) error { return nil }
+func (b *flushingBolt) Process(e *Event, out *Output) error {
+	b.seen++
+	return nil
+}
+func (b *flushingBolt) Flush() error {
+	b.flushed++
+	if b.fail {
+		return errors.New("flush failed")
+	}
+	return nil
+}
+
+func TestBoltFlushAfterEachBatch(t *testing.T) {
+	fb := &flushingBolt{}
+	g := newGuest(t, fb, nil)
+	in := event.AppendBatch(nil, []event.Event{{Body: []byte("a")}, {Body: []byte("b")}})
+	if res := decodeResult(t, g.process(in)); res.status != statusOK || fb.seen != 2 || fb.flushed != 1 {
+		t.Fatalf("%+v seen %d flushed %d", res, fb.seen, fb.flushed)
+	}
+	fb.fail = true
+	if res := decodeResult(t, g.process(in)); res.status != statusError || res.message != "flush failed" {
+		t.Fatalf("failing flush: %+v", res)
+	}
+}

@@ -153,10 +153,10 @@ function perEvent(ptr: usize, len: i32, sink: bool): i64 {
     return rcResult(rc);
   }
   if (at != end) return failWith("malformed batch: trailing bytes after the last event");
-  if (sink) {
-    const rc = p.flush();
-    if (rc != OK) return rcResult(rc);
-  }
+  // after every batch, bolts too (a bolt that aggregates per batch moves its
+  // result into host state here, before the call ends)
+  const rc = p.flush();
+  if (rc != OK) return rcResult(rc);
   return finish(STATUS_OK);
 }
 

@@ -335,7 +335,7 @@ export abstract class Plugin {
   write(e: Event, index: i32): i32 {
     return fail("plugin has no write method: it is not a sink");
   }
-  /** Sink, optional: after the last write of a batch. */
+  /** Sink or bolt, optional: after the last write or process of a batch. */
   flush(): i32 {
     return OK;
   }
