@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -402,46 +404,108 @@ func (r *frameReader) batch() error {
 	return r.batchSlow()
 }
 
-// skipBatch returns the end of the valid batch starting at buf[off:].
+// skipBatch returns the end of the valid batch starting at buf[off:]. It
+// is the hottest loop of the host (one pass over every output event), so on
+// little-endian machines that load unaligned words natively it reads the
+// lengths without bounds checks; FuzzSkipBatch holds it to the portable
+// version.
 func skipBatch(buf []byte, off int) (int, bool) {
-	if len(buf)-off < 4 {
+	if unalignedLittleEndian {
+		return skipBatchUnchecked(buf, off)
+	}
+	return skipBatchPortable(buf, off)
+}
+
+var unalignedLittleEndian = (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64") &&
+	binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+func skipBatchPortable(buf []byte, off int) (int, bool) {
+	b := buf[off:]
+	if len(b) < 4 {
 		return 0, false
 	}
-	count := int(binary.LittleEndian.Uint32(buf[off:]))
-	off += 4
-	if count > (len(buf)-off)/20 {
+	count := binary.LittleEndian.Uint32(b)
+	b = b[4:]
+	if uint64(count)*20 > uint64(len(b)) {
 		return 0, false
 	}
 	for range count {
-		if len(buf)-off < 20 { // time, key length, body length, header count
+		if len(b) < 20 { // time, key length, body length, header count
 			return 0, false
 		}
-		k := int(binary.LittleEndian.Uint32(buf[off+8:]))
-		off += 12
-		if k > len(buf)-off-8 {
+		k := uint(binary.LittleEndian.Uint32(b[8:12]))
+		b = b[12:]
+		if k > uint(len(b)-8) {
 			return 0, false
 		}
-		off += k
-		v := int(binary.LittleEndian.Uint32(buf[off:]))
-		off += 4
-		if v > len(buf)-off-4 {
+		b = b[k:]
+		v := uint(binary.LittleEndian.Uint32(b[:4]))
+		b = b[4:]
+		if v > uint(len(b)-4) {
 			return 0, false
 		}
-		off += v
-		nh := int(binary.LittleEndian.Uint32(buf[off:]))
-		off += 4
-		for range nh {
-			for range 2 {
-				if len(buf)-off < 4 {
-					return 0, false
-				}
-				n := int(binary.LittleEndian.Uint32(buf[off:]))
-				off += 4
-				if n > len(buf)-off {
-					return 0, false
-				}
-				off += n
+		b = b[v:]
+		nh := uint64(binary.LittleEndian.Uint32(b[:4]))
+		b = b[4:]
+		for range 2 * nh {
+			if len(b) < 4 {
+				return 0, false
 			}
+			l := uint(binary.LittleEndian.Uint32(b[:4]))
+			b = b[4:]
+			if l > uint(len(b)) {
+				return 0, false
+			}
+			b = b[l:]
+		}
+	}
+	return len(buf) - len(b), true
+}
+
+// skipBatchUnchecked is skipBatchPortable with each load proven in bounds
+// by the comparison before it instead of by the compiler: rest is always
+// len(buf)-off, and every load of 4 bytes at off follows a check that
+// rest >= 4 (or more).
+func skipBatchUnchecked(buf []byte, off int) (int, bool) {
+	n := len(buf)
+	if off > n || n-off < 4 {
+		return 0, false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(buf))
+	load := func(at int) uint { return uint(*(*uint32)(unsafe.Add(base, at))) }
+	count := load(off)
+	off += 4
+	if uint64(count)*20 > uint64(n-off) {
+		return 0, false
+	}
+	for range count {
+		if n-off < 20 {
+			return 0, false
+		}
+		k := load(off + 8)
+		off += 12
+		if k > uint(n-off-8) { // n-off >= 8 here
+			return 0, false
+		}
+		off += int(k)
+		v := load(off) // n-off >= 8
+		off += 4
+		if v > uint(n-off-4) { // n-off >= 4
+			return 0, false
+		}
+		off += int(v)
+		nh := uint64(load(off)) // n-off >= 4
+		off += 4
+		for range 2 * nh {
+			if n-off < 4 {
+				return 0, false
+			}
+			l := load(off)
+			off += 4
+			if l > uint(n-off) {
+				return 0, false
+			}
+			off += int(l)
 		}
 	}
 	return off, true

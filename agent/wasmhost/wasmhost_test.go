@@ -541,3 +541,27 @@ func FuzzParseResult(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSkipBatch holds the unchecked batch walk to the portable one, and
+// both to agent/event's decoder.
+func FuzzSkipBatch(f *testing.F) {
+	f.Add(batchOf("a", "b"), 0)
+	f.Add(append([]byte{9, 9}, batchOf("k:v")...), 2)
+	f.Add(event.AppendBatch(nil, []event.Event{{Body: []byte("x"), Headers: []event.Header{{Name: "n", Value: "v"}}}}), 0)
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0}, 0)
+	f.Fuzz(func(t *testing.T, buf []byte, off int) {
+		if off < 0 || off > len(buf) {
+			return
+		}
+		endU, okU := skipBatchUnchecked(buf, off)
+		endP, okP := skipBatchPortable(buf, off)
+		if okU != okP || endU != endP {
+			t.Fatalf("unchecked (%d, %v) != portable (%d, %v)", endU, okU, endP, okP)
+		}
+		if okP {
+			if _, err := event.DecodeBatch(nil, buf[off:endP]); err != nil {
+				t.Fatalf("accepted a batch the decoder refuses: %v", err)
+			}
+		}
+	})
+}
