@@ -33,7 +33,7 @@ func (s *batchSource) Read(ctx context.Context, _ int) (SourceBatch, error) {
 	return SourceBatch{Events: s.batch, Position: binary.LittleEndian.AppendUint64(nil, uint64(s.i))}, nil
 }
 func (s *batchSource) Ack(context.Context, []byte) error { return nil }
-func (s *batchSource) Close(context.Context) error      { return nil }
+func (s *batchSource) Close(context.Context) error       { return nil }
 
 type passBolt struct{}
 
@@ -124,4 +124,3 @@ func BenchmarkPipelineFileChannels(b *testing.B) {
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(rate/rawRate, "ratio_raw")
 }
-
