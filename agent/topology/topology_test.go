@@ -108,8 +108,8 @@ input = "results"
 func TestOrderPipelineEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	buildExamples(t, dir)
-	const n = 20_000
-	g := orders.NewGenerator(orders.GenConfig{Seed: 5, MalformedEvery: 1000})
+	const n = 8_000
+	g := orders.NewGenerator(orders.GenConfig{Seed: 5, MalformedEvery: 400})
 	var buf []byte
 	for i := uint64(0); i < n; i++ {
 		buf = g.AppendLine(buf, i)
