@@ -41,3 +41,27 @@ func TestSDKRoot(t *testing.T) {
 		t.Fatalf("SDKRoot() = %s has no ABI.md: %v", SDKRoot(), err)
 	}
 }
+
+// TestMissingToolchainNamesThePackage: with an empty PATH, clang and node
+// are missing, and the errors say which Debian packages to install.
+func TestMissingToolchainNamesThePackage(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.c"), []byte("int x;"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "assembly"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "assembly", "index.ts"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	err := Build(context.Background(), C, dir, filepath.Join(dir, "p.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "Debian packages clang, lld, wasi-libc and libclang-rt-14-dev-wasm32") {
+		t.Errorf("C without clang: %v", err)
+	}
+	err = Build(context.Background(), AssemblyScript, dir, filepath.Join(dir, "p.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "nodejs and npm") {
+		t.Errorf("AssemblyScript without node: %v", err)
+	}
+}
