@@ -1,0 +1,101 @@
+// Package units holds the size and duration types that built-in plugin
+// configs decode from TOML strings ("64KiB", "250ms").
+//
+// Decoding never fails: a value that does not parse keeps its error, and the
+// plugin's Validate reports it with its key path next to every other problem,
+// so one typo does not hide the rest.
+package units
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Size is a byte count written with a unit: "64KiB", "100MiB", "4096".
+type Size struct {
+	Bytes int64
+	err   error
+}
+
+// Bytes returns a Size of n bytes, for building configs in Go.
+func Bytes(n int64) Size { return Size{Bytes: n} }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	s.Bytes, s.err = ParseSize(string(b))
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Size) MarshalText() ([]byte, error) { return []byte(FormatSize(s.Bytes)), nil }
+
+// Err is the parse error of the text the size was decoded from, if any.
+func (s Size) Err() error { return s.err }
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"B", 1},
+}
+
+// ParseSize parses "64MiB", "1.5GB", "4096".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	if n, err := strconv.ParseInt(t, 10, 64); err == nil && n >= 0 {
+		return n * mult, nil
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || t == "" {
+		return 0, fmt.Errorf("%q is not a size (write e.g. \"64KiB\", \"100MiB\", \"4096\")", s)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+// FormatSize writes n with the largest binary unit that divides it.
+func FormatSize(n int64) string {
+	for i := 3; i >= 0; i-- {
+		u := sizeUnits[i]
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
+// Duration is a time.Duration written as a Go duration string: "250ms", "5s".
+type Duration struct {
+	D   time.Duration
+	err error
+}
+
+// Of returns a Duration of d, for building configs in Go.
+func Of(d time.Duration) Duration { return Duration{D: d} }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	d.D, d.err = time.ParseDuration(strings.TrimSpace(string(b)))
+	if d.err != nil {
+		d.err = fmt.Errorf("%q is not a duration (write e.g. \"250ms\", \"5s\", \"1m\")", string(b))
+	} else if d.D < 0 {
+		d.err = fmt.Errorf("%q is negative", string(b))
+	}
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.D.String()), nil }
+
+// Err is the parse error of the text the duration was decoded from, if any.
+func (d Duration) Err() error { return d.err }
