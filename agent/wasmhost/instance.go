@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -39,6 +40,7 @@ type instance struct {
 	stack                           []uint64
 	stdout, stderr                  *lineWriter
 	stop                            api.MutableGlobal // guardInstrumented only
+	raiseOnce                       sync.Once
 	// poisoned is set when the stop flag may have been raised: the
 	// instance must not be reused even if its call completed.
 	poisoned bool
@@ -173,13 +175,19 @@ func (inst *instance) callContext(ctx context.Context) (cctx context.Context, do
 	if inst.stop == nil {
 		return cctx, cancel
 	}
-	disarm := context.AfterFunc(cctx, func() { inst.stop.Set(1) })
+	disarm := context.AfterFunc(cctx, inst.raiseStop)
 	return cctx, func() {
 		if !disarm() {
 			inst.poisoned = true // the flag is (or is about to be) raised
 		}
 		cancel()
 	}
+}
+
+// raiseStop sets the guard's stop flag: the guest traps at its next check.
+// Called from the deadline watcher or from Plugin.Close, at most once.
+func (inst *instance) raiseStop() {
+	inst.raiseOnce.Do(func() { inst.stop.Set(1) })
 }
 
 // invoke calls fn with args and reads the result it returns.
@@ -240,6 +248,9 @@ func (inst *instance) describe(cctx context.Context, err error) error {
 			return fmt.Errorf("call canceled: %w", context.Cause(cctx))
 		}
 		return fmt.Errorf("the guest called proc_exit(%d)", exit.ExitCode())
+	}
+	if inst.stop != nil && inst.p.isClosed() {
+		return errors.New("stopped: the plugin was closed during the call")
 	}
 	if inst.stop != nil && cctx.Err() != nil {
 		// The guard's stop flag made the guest trap.

@@ -53,6 +53,7 @@ type Plugin struct {
 	sem    chan struct{} // one token per instance in use or idle
 	mu     sync.Mutex    // guards idle, closed, lastPos, opened
 	idle   []*instance
+	busy   map[*instance]struct{} // instances inside a call
 	closed bool
 	seq    atomic.Uint64
 
@@ -230,6 +231,7 @@ func (r *Runtime) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		grants: grants,
 		guard:  mode,
 		sem:    make(chan struct{}, cfg.Instances),
+		busy:   map[*instance]struct{}{},
 	}
 	fail := func(err error) (*Plugin, error) {
 		p.rt.Close(context.WithoutCancel(ctx))
@@ -392,7 +394,8 @@ func (p *Plugin) Counters() map[string]int64 {
 }
 
 // Close closes every instance and the plugin's wazero runtime. It is safe
-// twice; calls made after Close fail.
+// twice; calls made after Close fail, and calls in progress are stopped
+// (unless the plugin is trusted) and fail.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -401,6 +404,11 @@ func (p *Plugin) Close(ctx context.Context) error {
 	}
 	p.closed = true
 	p.idle = nil
+	for inst := range p.busy {
+		if inst.stop != nil {
+			inst.raiseStop()
+		}
+	}
 	p.mu.Unlock()
 	p.owner.untrack(p)
 	if err := p.rt.Close(ctx); err != nil {
@@ -410,6 +418,12 @@ func (p *Plugin) Close(ctx context.Context) error {
 }
 
 var errClosed = errors.New("plugin is closed")
+
+func (p *Plugin) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
 
 // acquire returns an idle instance or a fresh one, waiting while all
 // Instances are busy.
@@ -428,6 +442,7 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 	if n := len(p.idle); n > 0 {
 		inst := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		p.busy[inst] = struct{}{}
 		p.mu.Unlock()
 		return inst, nil
 	}
@@ -437,6 +452,9 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 		<-p.sem
 		return nil, err
 	}
+	p.mu.Lock()
+	p.busy[inst] = struct{}{}
+	p.mu.Unlock()
 	return inst, nil
 }
 
@@ -444,6 +462,7 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 // trustworthy (after any fault): an instance is never reused after a trap.
 func (p *Plugin) release(inst *instance, healthy bool) {
 	p.mu.Lock()
+	delete(p.busy, inst)
 	if healthy && !p.closed {
 		p.idle = append(p.idle, inst)
 		p.mu.Unlock()

@@ -276,6 +276,30 @@ func testLoopingGuest(t *testing.T, closeOnDone bool, wantGuard string) {
 	}
 }
 
+// TestCloseStopsACallInProgress closes a plugin whose guest loops with an
+// hour-long deadline: the call must end, with an error saying why.
+func TestCloseStopsACallInProgress(t *testing.T) {
+	r, _ := newTestRuntime(t)
+	p := loadEcho(t, r, "closing", func(c *PluginConfig) { c.CallTimeout = time.Hour; c.MaxRetries = 3 })
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Process(context.Background(), batchOf("loop"))
+		done <- err
+	}()
+	for p.Counters()["calls"] == 0 {
+		runtime.Gosched()
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("call in progress ended with %v", err)
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal("second Close:", err)
+	}
+}
+
 func TestStateIsCommittedOnlyOnSuccess(t *testing.T) {
 	r, logs := newTestRuntime(t)
 	store := newMemState()
