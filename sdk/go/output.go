@@ -1,6 +1,9 @@
 package sluice
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"runtime"
+)
 
 // Result status codes (sdk/ABI.md §5).
 const (
@@ -27,16 +30,48 @@ type Output struct {
 	final       []byte // used only when the header does not fit in headroom
 }
 
-// reset empties o for the next call, keeping its memory.
-func (o *Output) reset() {
+// bigBuffer is the size from which replacing a buffer is followed by a
+// garbage collection. A guest's linear memory never shrinks and is capped by
+// the host (max_memory), so a large buffer left for the next automatic
+// collection can push the guest over its cap while the new one fills: an
+// 8 MiB batch in a 64 MiB guest did. Growing past a new maximum is rare, so
+// the collection costs nothing in the steady state.
+const bigBuffer = 1 << 20
+
+// reset empties o for the next call, keeping its memory, with room for at
+// least sizeHint bytes of output (the input's size, for bolts: most output
+// about as much as they read).
+func (o *Output) reset(sizeHint ...int) {
 	if cap(o.buf) < headroom+4 {
 		o.buf = make([]byte, headroom+4, 64<<10)
 	}
 	o.buf = o.buf[:headroom+4] // batch count placeholder
+	if len(sizeHint) > 0 {
+		o.ensure(sizeHint[0])
+	}
 	o.count = 0
 	o.lastHdrAt = -1
 	o.rejects = o.rejects[:0]
 	o.rejectCount = 0
+}
+
+// ensure makes room for n more bytes without append's implicit growth, so
+// that replacing a big buffer is followed by a collection (see bigBuffer).
+func (o *Output) ensure(n int) {
+	if cap(o.buf)-len(o.buf) >= n {
+		return
+	}
+	c := 2 * cap(o.buf)
+	if c < len(o.buf)+n {
+		c = len(o.buf) + n
+	}
+	nb := make([]byte, len(o.buf), c)
+	copy(nb, o.buf)
+	old := cap(o.buf)
+	o.buf = nb
+	if old >= bigBuffer {
+		runtime.GC()
+	}
 }
 
 // Len is the number of events emitted so far in this call.
@@ -45,6 +80,7 @@ func (o *Output) Len() int { return int(o.count) }
 // Emit appends an event with no headers. Add headers to it with AddHeader.
 // key and body are copied.
 func (o *Output) Emit(time int64, key, body []byte) {
+	o.ensure(20 + len(key) + len(body))
 	b := binary.LittleEndian.AppendUint64(o.buf, uint64(time))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(key)))
 	b = append(b, key...)
@@ -57,6 +93,7 @@ func (o *Output) Emit(time int64, key, body []byte) {
 
 // EmitString is Emit for string key and body.
 func (o *Output) EmitString(time int64, key, body string) {
+	o.ensure(20 + len(key) + len(body))
 	b := binary.LittleEndian.AppendUint64(o.buf, uint64(time))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(key)))
 	b = append(b, key...)
@@ -71,6 +108,7 @@ func (o *Output) EmitString(time int64, key, body string) {
 // has been emitted yet in this call, or after Forward.
 func (o *Output) AddHeader(name string, value []byte) {
 	o.bumpHeaders()
+	o.ensure(8 + len(name) + len(value))
 	b := binary.LittleEndian.AppendUint32(o.buf, uint32(len(name)))
 	b = append(b, name...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(value)))
@@ -80,6 +118,7 @@ func (o *Output) AddHeader(name string, value []byte) {
 // AddHeaderString is AddHeader for a string value.
 func (o *Output) AddHeaderString(name, value string) {
 	o.bumpHeaders()
+	o.ensure(8 + len(name) + len(value))
 	b := binary.LittleEndian.AppendUint32(o.buf, uint32(len(name)))
 	b = append(b, name...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(value)))
@@ -96,6 +135,7 @@ func (o *Output) CopyHeaders(e *Event) {
 	}
 	at := o.buf[o.lastHdrAt:]
 	binary.LittleEndian.PutUint32(at, binary.LittleEndian.Uint32(at)+uint32(e.nHeaders))
+	o.ensure(len(e.headers))
 	o.buf = append(o.buf, e.headers...)
 }
 
@@ -109,6 +149,7 @@ func (o *Output) bumpHeaders() {
 
 // Forward emits e unchanged (time, key, body and headers) with one copy.
 func (o *Output) Forward(e *Event) {
+	o.ensure(len(e.raw))
 	o.buf = append(o.buf, e.raw...)
 	o.lastHdrAt = -1
 	o.count++
@@ -137,6 +178,7 @@ func (o *Output) finish(status uint32, message string, position []byte) []byte {
 		o.rejectCount = 0
 	}
 	binary.LittleEndian.PutUint32(o.buf[headroom:], o.count)
+	o.ensure(4 + len(o.rejects))
 	o.buf = binary.LittleEndian.AppendUint32(o.buf, o.rejectCount)
 	o.buf = append(o.buf, o.rejects...)
 	hdr := 4 + 4 + len(message) + 4 + len(position)

@@ -3,6 +3,7 @@ package sluice
 import (
 	"errors"
 	"fmt"
+	"runtime"
 )
 
 // Plugin is what every plugin implements. Init receives the plugin's config
@@ -102,15 +103,26 @@ type guest struct {
 }
 
 // buffer returns an input region of at least size bytes, reusing the last
-// one when large enough.
+// one when large enough. The host asks for the exact size of each input, so
+// a new region is that size (rounded up to 64 KiB, and at least 5/4 of the
+// old one so that slowly growing batches do not reallocate every time). The
+// old region is dropped first, and collected at once when big (bigBuffer).
 func (g *guest) buffer(size int) []byte {
 	if size < 0 {
 		return nil
 	}
 	if cap(g.in) < size || cap(g.in) == 0 {
-		c := 64 << 10
-		for c < size {
-			c *= 2
+		c := (size + 64<<10 - 1) &^ (64<<10 - 1)
+		if c == 0 {
+			c = 64 << 10
+		}
+		if grown := cap(g.in) + cap(g.in)/4; c < grown {
+			c = grown
+		}
+		old := cap(g.in)
+		g.in = nil
+		if old >= bigBuffer {
+			runtime.GC()
 		}
 		g.in = make([]byte, c)
 	}
@@ -148,7 +160,7 @@ func (g *guest) notReady(what string) []byte {
 }
 
 func (g *guest) process(batch []byte) (res []byte) {
-	g.out.reset()
+	g.out.reset(len(batch))
 	defer g.recoverInto(&res, "Process")
 	if r := g.notReady("sluice_process"); r != nil {
 		return r
