@@ -525,3 +525,27 @@ func TestBoltFlushAfterEachBatch(t *testing.T) {
 		t.Fatalf("failing flush: %+v", res)
 	}
 }
+
+// TestBuffersGrowPastBigBuffer: outputs much larger than the input (so the
+// pre-sizing does not cover them) and inputs that grow across bigBuffer
+// come out intact.
+func TestBuffersGrowPastBigBuffer(t *testing.T) {
+	g := newGuest(t, &testBolt{}, nil)
+	for _, n := range []int{10, 5000, 40000} {
+		evs := make([]event.Event, n)
+		for i := range evs {
+			evs[i] = event.Event{Time: int64(i), Body: bytes.Repeat([]byte("ab"), 20)}
+		}
+		in := event.AppendBatch(nil, evs)
+		buf := g.buffer(len(in))
+		copy(buf, in)
+		res := decodeResult(t, g.process(buf))
+		if res.status != statusOK || len(res.events) != n {
+			t.Fatalf("%d events: status %d %q, %d out", n, res.status, res.message, len(res.events))
+		}
+		last := res.events[n-1]
+		if last.Time != int64(n-1) || string(last.Body) != strings.Repeat("AB", 20) || len(last.Headers) != 2 {
+			t.Fatalf("%d events: last output %+v", n, last)
+		}
+	}
+}
