@@ -124,3 +124,38 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+func TestAddEncoded(t *testing.T) {
+	evs := sample()
+	var b Builder
+	b.Add(&evs[0])
+	if err := b.AddEncoded(AppendBatch(nil, evs[1:])); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Bytes(), AppendBatch(nil, evs)) || b.Len() != 3 {
+		t.Fatal("AddEncoded differs from AppendBatch")
+	}
+	good := AppendBatch(nil, evs)
+	for _, bad := range [][]byte{good[:len(good)-1], append(append([]byte{}, good...), 0), {9, 0, 0, 0}} {
+		before := b.Size()
+		if err := b.AddEncoded(bad); !errors.Is(err, ErrMalformed) || b.Size() != before {
+			t.Errorf("malformed %x: err %v, size %d→%d", bad, err, before, b.Size())
+		}
+	}
+}
+
+func FuzzAddEncoded(f *testing.F) {
+	f.Add(AppendBatch(nil, sample()))
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var b Builder
+		errAdd := b.AddEncoded(in)
+		_, errDec := DecodeBatch(nil, in)
+		if (errAdd == nil) != (errDec == nil) {
+			t.Fatalf("AddEncoded err %v, DecodeBatch err %v", errAdd, errDec)
+		}
+		if errAdd == nil && !bytes.Equal(b.Bytes(), in) {
+			t.Fatal("AddEncoded into an empty builder changed the bytes")
+		}
+	})
+}
