@@ -2,6 +2,7 @@ package orderjson
 
 import (
 	"bytes"
+	"os"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/orders"
@@ -38,4 +39,25 @@ func FuzzSameAsReference(f *testing.F) {
 		f.Add(g.AppendLine(nil, i))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { same(t, line) })
+}
+
+// TestSameSourceAsReference keeps this package a verbatim copy of the
+// reference parser (below the package clause), so the benchmarks compare the
+// same code compiled two ways.
+func TestSameSourceAsReference(t *testing.T) {
+	body := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, ok := bytes.Cut(b, []byte("\npackage "))
+		if !ok {
+			t.Fatalf("%s has no package clause", path)
+		}
+		_, rest, _ := bytes.Cut(after, []byte("\n"))
+		return rest
+	}
+	if !bytes.Equal(body("orderjson.go"), body("../../../internal/orders/parse.go")) {
+		t.Fatal("orderjson.go and internal/orders/parse.go differ below the package clause: copy the change across")
+	}
 }
