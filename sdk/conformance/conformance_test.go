@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/wasmhost"
 	"github.com/sluicehq/sluice/sdk/internal/pluginbuild"
+	"go.uber.org/goleak"
 )
 
 // languages are the SDKs under test, each with its conformance plugin in
@@ -54,8 +55,20 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer rt.Close(context.Background())
-		return m.Run()
+		code := m.Run()
+		if err := rt.Close(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "closing the runtime:", err)
+			return 1
+		}
+		// Every plugin is closed by its test's cleanup and the runtime is
+		// closed: nothing of the host may be left running.
+		if code == 0 {
+			if err := goleak.Find(); err != nil {
+				fmt.Fprintln(os.Stderr, "goroutines left running:", err)
+				return 1
+			}
+		}
+		return code
 	}()
 	os.Exit(code)
 }
