@@ -757,3 +757,33 @@ func FuzzDecodePosition(f *testing.F) {
 		}
 	})
 }
+
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	src, err := New(testConfig(filepath.Join(t.TempDir(), "*.log")), nil)
+	must(t, err)
+	must(t, src.Close(ctx)) // without Open
+	must(t, src.Close(ctx)) // twice
+	if err := src.Open(ctx, nil); err == nil {
+		t.Fatal("Open after Close succeeded")
+	}
+	src2, err := New(testConfig(filepath.Join(t.TempDir(), "*.log")), nil)
+	must(t, err)
+	if _, err := src2.Read(ctx, 1); err == nil {
+		t.Fatal("Read without Open succeeded")
+	}
+	must(t, src2.Open(ctx, nil))
+	if err := src2.Open(ctx, nil); err == nil {
+		t.Fatal("Open twice succeeded")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := src2.Read(cctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read with a cancelled context: %v", err)
+	}
+	must(t, src2.Close(ctx))
+	must(t, src2.Close(ctx))
+	if _, err := New(Config{}, nil); err == nil {
+		t.Fatal("New accepted an invalid config")
+	}
+}
