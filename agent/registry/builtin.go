@@ -1,8 +1,14 @@
 package registry
 
 import (
+	"fmt"
+	"path/filepath"
+
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/file"
+	"github.com/sluicehq/sluice/plugins/stdout"
+	"github.com/sluicehq/sluice/plugins/store"
 	"github.com/sluicehq/sluice/plugins/tail"
 )
 
@@ -17,7 +23,44 @@ func Builtin() *Registry {
 			return tail.New(*cfg.(*tail.Config), env.Logger)
 		},
 	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "file", Sample: file.SampleConfig,
+		NewConfig: func() any { c := file.DefaultConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			c := *cfg.(*file.Config)
+			c.Path = partitionPath(c.Path, env)
+			return file.New(c, env.Logger)
+		},
+	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "stdout", Sample: stdout.SampleConfig,
+		NewConfig: func() any { c := stdout.DefaultConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			return stdout.New(*cfg.(*stdout.Config), env.Logger)
+		},
+	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "store", Sample: store.SampleConfig,
+		NewConfig: func() any { c := store.DefaultConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			c := *cfg.(*store.Config)
+			if !filepath.IsAbs(c.Path) {
+				c.Path = filepath.Join(env.AgentDataDir, c.Path)
+			}
+			c.Path = partitionPath(c.Path, env)
+			return store.New(c, env.Logger)
+		},
+	}))
 	return r
+}
+
+// partitionPath gives each instance of a sink reading a partitioned channel
+// its own file: PATH.pN. One instance (the usual case) keeps PATH.
+func partitionPath(path string, env Env) string {
+	if env.Partitions <= 1 {
+		return path
+	}
+	return fmt.Sprintf("%s.p%d", path, env.Partition)
 }
 
 func must(err error) {

@@ -18,12 +18,13 @@ type Env struct {
 	// Name is the stage name in config.
 	Name string
 	// DataDir is a directory owned by this stage (created on demand by the
-	// plugin), under the agent's data directory.
-	DataDir string
+	// plugin), under the agent's data directory AgentDataDir.
+	DataDir      string
+	AgentDataDir string
 	// Partition is the input partition a sink instance serves (0 for
-	// sources).
-	Partition int
-	Logger    *slog.Logger
+	// sources) out of Partitions.
+	Partition, Partitions int
+	Logger                *slog.Logger
 }
 
 // Plugin is one built-in plugin type. Exactly one of NewSource, NewBolt and

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/agent/channel"
@@ -41,6 +42,9 @@ type Agent struct {
 	channels map[string]channel.Channel // config channels and dlq.STAGE
 	pipe     *pipeline.Pipeline
 	stopped  bool
+
+	mu    sync.Mutex
+	sinks map[string][]pipeline.Sink
 }
 
 // Options tune Build.
@@ -64,7 +68,7 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: log, channels: map[string]channel.Channel{}}
+	a := &Agent{cfg: cfg, log: log, channels: map[string]channel.Channel{}, sinks: map[string][]pipeline.Sink{}}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -213,8 +217,12 @@ func (probeState) Delete([]byte)                             {}
 func (probeState) Scan([]byte, func(key, value []byte) bool) {}
 
 func (a *Agent) env(s *config.Stage, partition int) registry.Env {
+	parts := 1
+	if s.Input != "" {
+		parts = a.channels[s.Input].Partitions()
+	}
 	return registry.Env{Name: s.Name, DataDir: filepath.Join(a.cfg.Agent.DataDir, "stages", s.Name),
-		Partition: partition, Logger: a.log.With("stage", s.Name)}
+		AgentDataDir: a.cfg.Agent.DataDir, Partition: partition, Partitions: parts, Logger: a.log.With("stage", s.Name)}
 }
 
 func (a *Agent) sourceFactory(s *config.Stage, reg *registry.Registry) func(context.Context) (pipeline.Source, error) {
@@ -258,7 +266,24 @@ func (a *Agent) sinkFactory(s *config.Stage, reg *registry.Registry) func(contex
 		}
 	}
 	p, _ := reg.Lookup(config.KindSink, s.Type)
-	return func(_ context.Context, part int) (pipeline.Sink, error) { return p.NewSink(s.Plugin, a.env(s, part)) }
+	return func(_ context.Context, part int) (pipeline.Sink, error) {
+		sink, err := p.NewSink(s.Plugin, a.env(s, part))
+		if err == nil {
+			a.mu.Lock()
+			a.sinks[s.Name] = append(a.sinks[s.Name], sink)
+			a.mu.Unlock()
+		}
+		return sink, err
+	}
+}
+
+// Sinks returns the built-in sink instances of stage name built so far,
+// newest last (a restarted instance adds a new one), for read APIs such as
+// the result store's.
+func (a *Agent) Sinks(name string) []pipeline.Sink {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]pipeline.Sink(nil), a.sinks[name]...)
 }
 
 // Start runs the pipeline; ctx bounds the whole run.

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/plugintool"
 	"github.com/sluicehq/sluice/agent/registry"
+	"github.com/sluicehq/sluice/agent/topology"
 	"github.com/sluicehq/sluice/conf"
 	"github.com/sluicehq/sluice/internal/orders"
 )
@@ -76,7 +77,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	go func() { genDone <- generateOrders(genCtx, abs, *rate) }()
 	fmt.Fprintf(stdout, "writing %d orders/s to %s; agent log: %s; Ctrl-C to stop\n",
 		*rate, filepath.Join(abs, "orders.log"), filepath.Join(abs, "agent.log"))
-	err = runAgent(ctx, cfg, log, stdout, time.Second, func() string { return "  top " + topCategories(cfg) })
+	err = runAgent(ctx, cfg, log, stdout, time.Second, func(a *topology.Agent) string { return "  " + topCategories(a, "results") })
 	stopGen()
 	if gerr := <-genDone; gerr != nil && !errors.Is(gerr, context.Canceled) {
 		err = errors.Join(err, gerr)

@@ -83,7 +83,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 // runAgent builds and runs cfg until ctx ends, then drains. status prints a
 // line every interval; extra adds text to it.
-func runAgent(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval time.Duration, extra func() string) error {
+func runAgent(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval time.Duration, extra func(*topology.Agent) string) error {
 	a, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Logger: log})
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ loop:
 		case <-tick:
 			line := sl.line()
 			if extra != nil {
-				line += extra()
+				line += extra(a)
 			}
 			fmt.Fprintln(stdout, line)
 		}
