@@ -39,7 +39,9 @@ func topCategories(a *topology.Agent, sink string) string {
 		n, _ := strconv.ParseInt(v, 10, 64)
 		cats = append(cats, cat{name, n})
 	}
-	sort.Slice(cats, func(i, j int) bool { return cats[i].cents > cats[j].cents || cats[i].cents == cats[j].cents && cats[i].name < cats[j].name })
+	sort.Slice(cats, func(i, j int) bool {
+		return cats[i].cents > cats[j].cents || cats[i].cents == cats[j].cents && cats[i].name < cats[j].name
+	})
 	var parts []string
 	for i := 0; i < len(cats) && i < 3; i++ {
 		parts = append(parts, fmt.Sprintf("%s %d.%02d", cats[i].name, cats[i].cents/100, cats[i].cents%100))
