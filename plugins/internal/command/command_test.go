@@ -1,0 +1,79 @@
+package command
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	good := []struct {
+		in   string
+		want Command
+	}{
+		{`{"op":"hincrby","key":"k","field":"f","value":25}`, Command{Op: "hincrby", Key: "k", Field: "f", Int: 25}},
+		{`{"op":"hincrbyfloat","key":"k","field":"f","value":1.5}`, Command{Op: "hincrbyfloat", Key: "k", Field: "f", Float: 1.5, Raw: "1.5"}},
+		{`{"op":"zincrby","key":"k","member":"m","value":-2}`, Command{Op: "zincrby", Key: "k", Field: "m", Float: -2, Raw: "-2"}},
+		{`{"op":"set","key":"k","value":"v","ttl_ms":100}`, Command{Op: "set", Key: "k", Str: "v", TTLms: 100, HasTTL: true}},
+		{`{"op":"expire","key":"k","ttl_ms":5}`, Command{Op: "expire", Key: "k", TTLms: 5, HasTTL: true}},
+		{`{"op":"publish","channel":"c","message":"m"}`, Command{Op: "publish", Key: "c", Str: "m"}},
+	}
+	for _, g := range good {
+		c, err := Parse([]byte(g.in))
+		if err != nil {
+			t.Errorf("%s: %v", g.in, err)
+			continue
+		}
+		if c.Op != g.want.Op || c.Key != g.want.Key || c.Field != g.want.Field || c.Int != g.want.Int ||
+			c.Float != g.want.Float || c.Str != g.want.Str || c.TTLms != g.want.TTLms || c.Raw != g.want.Raw {
+			t.Errorf("%s: got %+v, want %+v", g.in, c, g.want)
+		}
+	}
+	c, err := Parse([]byte(`{"op":"xadd","key":"s","fields":{"a":"1"}}`))
+	if err != nil || c.Fields["a"] != "1" {
+		t.Fatalf("xadd: %+v %v", c, err)
+	}
+	bad := []struct{ in, want string }{
+		{`nope`, "not a command record"},
+		{`{"op":"hincrby","key":"k","field":"f","value":1.5}`, "not an integer"},
+		{`{"op":"hincrby","key":"k","value":1}`, `missing ["field"]`},
+		{`{"op":"frob","key":"k"}`, `unknown op "frob"`},
+		{`{"op":"set","key":"k","value":"v","member":"m"}`, `field "member" does not belong`},
+		{`{"op":"set","key":"k","value":"v","ttl_ms":0}`, "must be positive"},
+		{`{"op":"xadd","key":"k","fields":{}}`, "fields is empty"},
+		{`{"op":"hset","key":"","field":"f","value":"v"}`, "key is empty"},
+		{`{"key":"k"}`, `missing "op"`},
+		{`{"op":"set","key":"k","value":"v"} {}`, "data after"},
+		{`{"op":"set","key":"k","value":"v","extra":1}`, "unknown field"},
+	}
+	for _, b := range bad {
+		_, err := Parse([]byte(b.in))
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: error %v, want it to contain %q", b.in, err, b.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"hincrby","key":"k","field":"f","value":25}`,
+		`{"op":"xadd","key":"s","fields":{"a":"1"}}`,
+		`{"op":"set","key":"k","value":"v","ttl_ms":100}`,
+		`{"op":"publish","channel":"c","message":"m"}`,
+		`{"op":"zincrby","key":"k","member":"m","value":1e3}`,
+		`{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			return
+		}
+		if c.Op != "publish" && (c.Key == "" || len(c.Key) > MaxName) {
+			t.Fatalf("accepted a bad key: %+v", c)
+		}
+		if (c.Op == "hincrbyfloat" || c.Op == "zincrby") && c.Raw == "" {
+			t.Fatalf("number without its text: %+v", c)
+		}
+	})
+}
