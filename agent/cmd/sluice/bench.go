@@ -48,12 +48,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("orders", 1_000_000, "number of orders to generate")
 	dir := fs.String("dir", filepath.Join(".sluice", "bench"), "work `DIR` (its old contents are replaced)")
 	langs := fs.String("langs", "c,go", "order-stats languages to measure, comma-separated (c, go)")
+	trusted := fs.Bool("trusted", false, "run the WASM bolts without the runaway-loop guard (trusted = true)")
 	child := fs.String("child", "", "internal: run one measurement with this plugin directory")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *child != "" {
-		return benchChild(*child, stdout)
+		return benchChild(*child, *trusted, stdout)
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -88,7 +89,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\n%-6s %12s %9s %9s %10s %9s %s\n", "lang", "events/s", "MB/s", "CPU s", "peak RSS", "vs raw", "")
+	guard := "guarded (default)"
+	if *trusted {
+		guard = "trusted (no loop guard)"
+	}
+	fmt.Fprintf(stdout, "\norder-parse (Go, parallelism 2) → order-stats (row's language), WASM %s\n", guard)
+	fmt.Fprintf(stdout, "%-6s %12s %9s %9s %10s %10s\n", "lang", "events/s", "MB/s", "CPU s", "peak RSS", "vs raw")
 	var rows []string
 	for _, lang := range strings.Split(*langs, ",") {
 		lang = strings.TrimSpace(lang)
@@ -108,7 +114,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			}
 			return err
 		}
-		res, err := runBenchChild(ctx, self, abs, pdir, lang, *n, stderr)
+		res, err := runBenchChild(ctx, self, abs, pdir, lang, *n, *trusted, stderr)
 		if err != nil {
 			return err
 		}
@@ -116,7 +122,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("bench %s: %s", lang, res.Error)
 		}
 		rate := float64(res.Events) / res.Seconds
-		row := fmt.Sprintf("%-6s %12.0f %9.1f %9.2f %8.1fMiB %9.2f", lang, rate, float64(size)/res.Seconds/1e6, res.CPU, float64(res.PeakRSS)/(1<<20), rate/rawRate)
+		row := fmt.Sprintf("%-6s %12.0f %9.1f %9.2f %7.1fMiB %10.4f", lang, rate, float64(size)/res.Seconds/1e6, res.CPU, float64(res.PeakRSS)/(1<<20), rate/rawRate)
 		fmt.Fprintln(stdout, row)
 	}
 	for _, r := range rows {
@@ -192,8 +198,8 @@ func rawReadSplit(path string, want int) (float64, error) {
 
 // runBenchChild runs one measurement in a child process (so peak RSS and
 // CPU time are its own) and draws a progress bar from its progress lines.
-func runBenchChild(ctx context.Context, self, dir, pdir, lang string, n int, stderr io.Writer) (benchResult, error) {
-	cmd := exec.CommandContext(ctx, self, "bench", "--child", pdir, "--dir", dir, "--orders", fmt.Sprint(n))
+func runBenchChild(ctx context.Context, self, dir, pdir, lang string, n int, trusted bool, stderr io.Writer) (benchResult, error) {
+	cmd := exec.CommandContext(ctx, self, "bench", "--child", pdir, "--dir", dir, "--orders", fmt.Sprint(n), fmt.Sprintf("--trusted=%t", trusted))
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -266,12 +272,14 @@ wasm = "{{PLUGINS}}/order-parse.wasm"
 input = "raw"
 output = "orders"
 parallelism = 2
+trusted = {{TRUSTED}}
 
 [bolts.stats]
 wasm = "{{PLUGINS}}/order-stats.wasm"
 input = "orders"
 output = "results"
 capabilities = ["state"]
+trusted = {{TRUSTED}}
 tick = "1s"
 [bolts.stats.config]
 lateness_ms = 2000
@@ -285,11 +293,12 @@ path = "{{DIR}}/results.jsonl"
 
 // benchChild runs the topology until the source has read every line and
 // the bolts and sink have drained, then prints a JSON result.
-func benchChild(pdir string, stdout io.Writer) error {
+func benchChild(pdir string, trusted bool, stdout io.Writer) error {
 	fs := newFlags("bench", "", "", io.Discard)
 	dir := fs.String("dir", "", "")
 	n := fs.Int("orders", 0, "")
 	fs.String("child", "", "")
+	fs.Bool("trusted", false, "")
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
 	}
@@ -301,7 +310,7 @@ func benchChild(pdir string, stdout io.Writer) error {
 	if err := os.Link(filepath.Join(*dir, "orders.log"), filepath.Join(work, "orders.log")); err != nil {
 		return err
 	}
-	text := strings.NewReplacer("{{DIR}}", work, "{{PLUGINS}}", pdir).Replace(benchConfig)
+	text := strings.NewReplacer("{{DIR}}", work, "{{PLUGINS}}", pdir, "{{TRUSTED}}", fmt.Sprint(trusted)).Replace(benchConfig)
 	fail := func(err error) error {
 		b, _ := json.Marshal(benchResult{Error: err.Error()})
 		fmt.Fprintln(stdout, string(b))
