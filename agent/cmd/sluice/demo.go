@@ -35,7 +35,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", "demo [--dir DIR] [--rate N] [--for D]", demoAbout, stdout)
 	dir := fs.String("dir", filepath.Join(".sluice", "demo"), "data `DIR` for the order log, plugins, channels and results")
 	rate := fs.Int("rate", 2000, "orders per second written to the log")
-	runFor := fs.Duration("for", 0, "stop after this long (0: until Ctrl-C)")
+	runFor := fs.Duration("for", 0, "stop after running this long (0: until Ctrl-C)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -67,17 +67,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	defer logFile.Close()
 	log := newLogger(cfg.Agent.LogLevel, logFile)
 
-	if *runFor > 0 { // counted from here: building the plugins can take a while
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *runFor)
-		defer cancel()
-	}
 	genCtx, stopGen := context.WithCancel(ctx)
 	genDone := make(chan error, 1)
 	go func() { genDone <- generateOrders(genCtx, abs, *rate) }()
 	fmt.Fprintf(stdout, "writing %d orders/s to %s; agent log: %s; Ctrl-C to stop\n",
 		*rate, filepath.Join(abs, "orders.log"), filepath.Join(abs, "agent.log"))
-	err = runAgent(ctx, cfg, log, stdout, time.Second, func(a *topology.Agent) string { return "  " + topCategories(a, "results") })
+	err = runAgentFor(ctx, cfg, log, stdout, time.Second, *runFor, func(a *topology.Agent) string { return "  " + topCategories(a, "results") })
 	stopGen()
 	if gerr := <-genDone; gerr != nil && !errors.Is(gerr, context.Canceled) {
 		err = errors.Join(err, gerr)

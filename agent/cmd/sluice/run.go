@@ -84,6 +84,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 // runAgent builds and runs cfg until ctx ends, then drains. status prints a
 // line every interval; extra adds text to it.
 func runAgent(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval time.Duration, extra func(*topology.Agent) string) error {
+	return runAgentFor(ctx, cfg, log, stdout, interval, 0, extra)
+}
+
+// runAgentFor is runAgent that also stops after stopAfter (0: never),
+// counted from the moment the agent has started.
+func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval, stopAfter time.Duration, extra func(*topology.Agent) string) error {
 	a, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Logger: log})
 	if err != nil {
 		return err
@@ -102,10 +108,18 @@ func runAgent(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io
 		tick = t.C
 	}
 	sl := newStatusLine(a)
+	var stopTimer <-chan time.Time
+	if stopAfter > 0 {
+		t := time.NewTimer(stopAfter)
+		defer t.Stop()
+		stopTimer = t.C
+	}
 loop:
 	for {
 		select {
 		case <-ctx.Done():
+			break loop
+		case <-stopTimer:
 			break loop
 		case <-a.Done():
 			break loop
