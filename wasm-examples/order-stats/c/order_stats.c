@@ -534,7 +534,12 @@ FORCE_INLINE uint32_t hash_bytes(const uint8_t *p, uint32_t n) {
     h = (h ^ w) * 0xff51afd7ed558ccdull;
   }
   h = (h ^ load_tail(p + i, n - i)) * 0xc4ceb9fe1a85ec53ull;
-  return (uint32_t)(h >> 32) | 1;
+  /* a product's high bits never reach its low ones: fold them down (a
+   * multiply alone left every sku-00NN in one probe chain) */
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
+  return (uint32_t)h | 1;
 }
 
 FORCE_INLINE bool bytes_eq(const uint8_t *a, const uint8_t *b, uint32_t n) {
