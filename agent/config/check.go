@@ -596,6 +596,20 @@ func (c *checker) checkGraph(f *File) {
 			}
 		}
 	}
+	// A bolt's hop position is an offset in its input channel: stored in a
+	// durable output, it must point into a durable input.
+	for _, b := range f.Stages() {
+		in := f.Channels[b.Input]
+		if b.Kind != KindBolt || in == nil || in.Type != "memory" {
+			continue
+		}
+		for _, o := range b.Outputs() {
+			if out := f.Channels[o]; out != nil && out.Type == "file" {
+				c.add(b.path()+".input", "make both channels file or both memory",
+					"reads memory channel %q but writes file channel %q: after a restart its stored position would point into a channel that starts over", b.Input, o)
+			}
+		}
+	}
 	c.findCycles(f, readers)
 }
 

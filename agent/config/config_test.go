@@ -281,6 +281,30 @@ input = "out"
 			},
 		},
 		{
+			name: "bolt from a memory channel into a file channel",
+			text: `
+[channels.fast]
+type = "memory"
+[channels.out]
+
+[sources.s]
+type = "gen"
+output = "fast"
+
+[bolts.b]
+wasm = "WASM"
+input = "fast"
+output = "out"
+
+[sinks.f]
+type = "file"
+input = "out"
+`,
+			want: []string{
+				`x.toml:12: bolts.b.input: reads memory channel "fast" but writes file channel "out": after a restart its stored position would point into a channel that starts over (make both channels file or both memory)`,
+			},
+		},
+		{
 			name: "syntax error has its line",
 			text: `
 [channels.raw]
