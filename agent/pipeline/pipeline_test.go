@@ -673,7 +673,7 @@ func TestStopDrainsBacklog(t *testing.T) {
 type tickBolt struct{ keys []string }
 
 func (tickBolt) Process(context.Context, []byte, *event.Builder) ([]Reject, error) { return nil, nil }
-func (tickBolt) Close(context.Context) error                                        { return nil }
+func (tickBolt) Close(context.Context) error                                       { return nil }
 func (b tickBolt) Tick(_ context.Context, now time.Time, out *event.Builder) error {
 	for _, k := range b.keys {
 		out.Add(&event.Event{Key: []byte(k), Body: fmt.Appendf(nil, "%s@%d", k, now.UnixNano())})

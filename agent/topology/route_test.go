@@ -39,7 +39,7 @@ func (s *genSource) Read(ctx context.Context, max int) (pipeline.SourceBatch, er
 	return pipeline.SourceBatch{Events: b.Bytes(), Position: binary.LittleEndian.AppendUint64(nil, uint64(s.i))}, nil
 }
 func (s *genSource) Ack(context.Context, []byte) error { return nil }
-func (s *genSource) Close(context.Context) error      { return nil }
+func (s *genSource) Close(context.Context) error       { return nil }
 
 type passBolt struct{}
 
