@@ -153,6 +153,53 @@ func TestOrderStats(t *testing.T) {
 	}
 }
 
+// oddLines are valid and invalid orders off the usual layout: other field
+// orders, whitespace, escapes, unknown nested fields, duplicates.
+var oddLines = []string{
+	`{"ts":"2026-11-25T12:00:00.123Z","order_id":"o-1","user_id":42,"sku":"sku-17","category":"books","qty":2,"price":12.50,"city":"Hangzhou","status":"paid"}`,
+	` { "status" : "paid", "x":{"a":[1,2,{"b":null}]},"city":"Hang\u007a","price":"12.5","qty":2,"category":"b\"ooks","sku":"sku-17","user_id":42,"order_id":"o-2","ts":"2026-11-25T12:00:59.9999Z","y":-1.5e3,"z":true}` + "\r\n",
+	`{"ts":"2026-11-25T12:01:00Z","order_id":"o-3","user_id":0,"sku":"s","category":"c","qty":1000000,"price":99999999.99,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","ts":"2026-11-25T12:00:00Z","order_id":"o-4","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-5","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X"}`,
+	`{"ts":"2026-02-29T12:00:00Z","order_id":"o-6","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts":"2028-02-29T12:00:00Z","order_id":"o-7","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-8","user_id":1,"sku":"s","category":"c","qty":1,"price":1.234,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-9","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"} x`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-10","user_id":1,"sku":"s\q","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts" :"2026-11-25T12:00:00Z","order_id":"o-11","user_id":1,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-12","user_id":9007199254740992,"sku":"s","category":"c","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{"ts":"2026-11-25T12:00:00Z","order_id":"o-13","user_id":1,"sku":"s","category":"","qty":1,"price":1,"city":"X","status":"paid"}`,
+	`{}`, `[]`, `{"ts":`, ``,
+}
+
+// TestOrderStatsOddLines checks the plugins against the reference on lines
+// off the usual layout, which the generated ones never exercise.
+func TestOrderStatsOddLines(t *testing.T) {
+	var evs []event.Event
+	for _, l := range oddLines {
+		evs = append(evs, event.Event{Body: []byte(l)})
+	}
+	batches := [][]byte{event.AppendBatch(nil, evs)}
+	wantOut, wantRejects := reference(t, batches, orders.NewMemState())
+	if !strings.Contains(wantRejects, "duplicate field ts") || !strings.Contains(wantRejects, "missing field status") {
+		t.Fatalf("reference rejects %s: the cases do not cover what they should", wantRejects)
+	}
+	for _, lang := range langs {
+		t.Run(lang, func(t *testing.T) {
+			out, rejects := run(t, exampletest.NewHost(t).Load(t, wasmhost.PluginConfig{
+				Name: "order-stats", Kind: wasmhost.KindBolt, Path: exampletest.Build(t, lang),
+				Capabilities: []string{wasmhost.CapState}, State: orders.NewMemState(),
+			}), batches)
+			if rejects != wantRejects {
+				t.Fatalf("rejects differ from the reference:\n got %s\nwant %s", rejects, wantRejects)
+			}
+			if !bytes.Equal(out, wantOut) {
+				t.Fatalf("output differs from the reference:\n got %q\nwant %q", out, wantOut)
+			}
+		})
+	}
+}
+
 func TestOrderStatsRefusesBadConfig(t *testing.T) {
 	for _, lang := range langs {
 		t.Run(lang, func(t *testing.T) {
