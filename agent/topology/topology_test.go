@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/agent/channel"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -185,5 +184,3 @@ func TestOrderPipelineEndToEnd(t *testing.T) {
 		t.Errorf("parse dead-lettered %d lines, want the %d malformed ones", dead, want)
 	}
 }
-
-var _ channel.Channel

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -193,12 +193,10 @@ func (s *statusLine) line() string {
 	for n := range chs {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	b.WriteString("depth")
 	for _, n := range names {
 		fmt.Fprintf(&b, " %s=%d", n, chs[n].DepthEvents)
 	}
 	return b.String()
 }
-
-var _ = flag.ErrHelp
