@@ -1,0 +1,259 @@
+// Package topoagent adapts a running topology (agent/topology) to the admin
+// server's Agent interface: the graph from the config, counters from the
+// pipeline and the channels, results from the embedded store sink, and a
+// live tap on a channel.
+package topoagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/agent/admin"
+	"github.com/sluicehq/sluice/agent/channel"
+	"github.com/sluicehq/sluice/agent/config"
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/agent/topology"
+	"github.com/sluicehq/sluice/plugins/store"
+)
+
+// DefaultFailedFor is how long a stage counts as failed after it last
+// restarted after an error. The pipeline restarts a failed stage with a
+// backoff of at most 30s by default, so a stage that keeps failing stays
+// failed, and one that recovered turns green again.
+const DefaultFailedFor = 45 * time.Second
+
+// Options are the parts of the agent the topology does not expose.
+type Options struct {
+	// Channel returns a config channel by name, for Tap; nil disables Tap
+	// (topology.Agent does not expose its channels yet).
+	Channel func(name string) (channel.Channel, bool)
+	// Reload applies the config again (issue 6 reload); nil makes Reload
+	// fail with "reload is not available".
+	Reload func(ctx context.Context) error
+	// ResultsStage names the store sink whose results the dashboard shows;
+	// "" picks the first store sink of the config.
+	ResultsStage string
+	// FailedFor overrides DefaultFailedFor.
+	FailedFor time.Duration
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Agent implements admin.Agent for a topology.Agent. Its state starts as
+// starting; the runner moves it with SetState. Swap replaces the topology
+// after a reload.
+type Agent struct {
+	opts Options
+
+	mu        sync.Mutex
+	topo      *topology.Agent
+	cfg       *config.File
+	state     admin.State
+	reloadErr string
+	restarts  map[string]restartMark // by stage name
+	slots     chan int               // tap reader slots, see TapReaderName
+}
+
+type restartMark struct {
+	count uint64
+	at    time.Time
+}
+
+// New returns an adapter for t, built from cfg.
+func New(t *topology.Agent, cfg *config.File, opts Options) *Agent {
+	if opts.FailedFor <= 0 {
+		opts.FailedFor = DefaultFailedFor
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Agent{opts: opts, topo: t, cfg: cfg, state: admin.StateStarting, restarts: map[string]restartMark{},
+		slots: make(chan int, TapSlots)}
+	for i := range TapSlots {
+		a.slots <- i
+	}
+	return a
+}
+
+// RemoveStaleTaps unregisters the tap readers a crashed process may have
+// left on every config channel, so that they hold back no retention. Call
+// it once at start, before any tap. It needs Options.Channel.
+func (a *Agent) RemoveStaleTaps() error {
+	_, cfg := a.current()
+	if a.opts.Channel == nil || cfg == nil {
+		return nil
+	}
+	var errs []error
+	for _, name := range sortedNames(cfg.Channels) {
+		if ch, ok := a.opts.Channel(name); ok {
+			errs = append(errs, RemoveTapReaders(ch))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetState records the agent's lifecycle state: StateRunning once Start
+// returned, StateDraining when Stop begins, StateStopped after it.
+func (a *Agent) SetState(s admin.State) {
+	a.mu.Lock()
+	a.state = s
+	a.mu.Unlock()
+}
+
+// Swap replaces the topology and config after a successful reload.
+func (a *Agent) Swap(t *topology.Agent, cfg *config.File) {
+	a.mu.Lock()
+	a.topo, a.cfg = t, cfg
+	a.restarts = map[string]restartMark{}
+	a.mu.Unlock()
+}
+
+// SetReloadError records the outcome of the last reload (nil: success).
+func (a *Agent) SetReloadError(err error) {
+	a.mu.Lock()
+	a.reloadErr = ""
+	if err != nil {
+		a.reloadErr = err.Error()
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) current() (*topology.Agent, *config.File) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.topo, a.cfg
+}
+
+// Topology implements admin.Agent.
+func (a *Agent) Topology() admin.Topology { _, cfg := a.current(); return TopologyOf(cfg) }
+
+// TopologyOf draws cfg: every channel and stage, stage→channel for each
+// channel a stage writes and channel→stage for the channel it reads.
+func TopologyOf(cfg *config.File) admin.Topology {
+	t := admin.Topology{Components: []admin.Component{}, Edges: []admin.Edge{}}
+	if cfg == nil {
+		return t
+	}
+	for _, s := range cfg.Stages() {
+		plugin := s.Type
+		if s.Wasm != "" {
+			plugin = s.Wasm
+		}
+		kind := string(s.Kind)
+		id := admin.NodeID(kind, s.Name)
+		t.Components = append(t.Components, admin.Component{ID: id, Name: s.Name, Kind: kind, Plugin: plugin})
+		if s.Input != "" {
+			t.Edges = append(t.Edges, admin.Edge{From: admin.NodeID(admin.KindChannel, s.Input), To: id})
+		}
+		for _, out := range s.Outputs() {
+			t.Edges = append(t.Edges, admin.Edge{From: id, To: admin.NodeID(admin.KindChannel, out)})
+		}
+	}
+	for _, name := range sortedNames(cfg.Channels) {
+		typ := cfg.Channels[name].Type
+		if typ == "" {
+			typ = "file"
+		}
+		t.Components = append(t.Components, admin.Component{ID: admin.NodeID(admin.KindChannel, name), Name: name, Kind: admin.KindChannel, Plugin: typ})
+	}
+	return t
+}
+
+// Status implements admin.Agent.
+func (a *Agent) Status() admin.Status {
+	t, _ := a.current()
+	var stages []pipeline.StageStats
+	var chans map[string]channel.Stats
+	if t != nil {
+		stages, chans = t.Stats(), t.ChannelStats()
+	}
+	now := a.opts.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := admin.Status{State: a.state, ReloadError: a.reloadErr, Components: []admin.ComponentStatus{}, Channels: []admin.ChannelStatus{}}
+	for _, s := range stages {
+		c := admin.ComponentStatus{Name: s.Name, Kind: s.Kind, State: a.state, LastError: s.LastError, Restarts: s.Restarts,
+			EventsIn: s.EventsIn, EventsOut: s.EventsOut, DeadLettered: s.Rejected}
+		mark, seen := a.restarts[s.Name]
+		if !seen || mark.count != s.Restarts {
+			mark = restartMark{count: s.Restarts, at: now}
+			a.restarts[s.Name] = mark
+		}
+		if a.state == admin.StateRunning && s.Restarts > 0 && now.Sub(mark.at) < a.opts.FailedFor {
+			c.State = admin.StateFailed
+		}
+		st.Components = append(st.Components, c)
+	}
+	for _, name := range sortedNames(chans) {
+		cs := chans[name]
+		st.Channels = append(st.Channels, admin.ChannelStatus{Name: name, DepthEvents: cs.DepthEvents, DepthBytes: cs.DepthBytes,
+			DiskBytes: cs.DiskBytes, Appends: cs.Appends, LowDisk: cs.LowDisk})
+	}
+	return st
+}
+
+// Results implements admin.Agent: the newest instance of the results
+// store sink, or nil when the config has none.
+func (a *Agent) Results() admin.ResultsReader {
+	t, cfg := a.current()
+	if t == nil || cfg == nil {
+		return nil
+	}
+	name := a.opts.ResultsStage
+	if name == "" {
+		for _, n := range sortedNames(cfg.Sinks) {
+			if cfg.Sinks[n].Type == "store" {
+				name = n
+				break
+			}
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	sinks := t.Sinks(name)
+	for i := len(sinks) - 1; i >= 0; i-- {
+		if st, ok := sinks[i].(*store.Store); ok {
+			return StoreResults(st)
+		}
+	}
+	return nil
+}
+
+// Tap implements admin.Agent.
+func (a *Agent) Tap(ctx context.Context, name string, sample int, fn func(event.Event) bool) error {
+	if a.opts.Channel == nil {
+		return errors.New("tap is not available: the agent does not expose its channels")
+	}
+	ch, ok := a.opts.Channel(name)
+	if !ok {
+		return fmt.Errorf("channel %q: %w", name, admin.ErrUnknownChannel)
+	}
+	slot := <-a.slots
+	defer func() { a.slots <- slot }()
+	return TapChannel(ctx, ch, TapReaderName(slot), sample, fn)
+}
+
+// Reload implements admin.Agent.
+func (a *Agent) Reload(ctx context.Context) error {
+	if a.opts.Reload == nil {
+		return errors.New("reload is not available in this agent")
+	}
+	err := a.opts.Reload(ctx)
+	a.SetReloadError(err)
+	return err
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
