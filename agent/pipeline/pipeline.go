@@ -120,7 +120,23 @@ type StageStats struct {
 	LastError string
 }
 
-// Pipeline runs a Spec. Start it once; Stop drains and stops it.
+// Pipeline runs a Spec: one goroutine per source, per bolt instance (one per
+// input partition) and per sink instance (one per input partition), each
+// under a supervisor that restarts it with exponential backoff after an
+// error.
+//
+// Every stage follows the hop protocol (DESIGN §4, docs/adr/0004): a bolt
+// reads a record at input offset P, processes it, and appends the output to
+// every output partition with an envelope holding P, a batch sequence
+// number and, for stateful bolts, the state change — one durable write per
+// partition, so resuming from the output channel's LastInputPosition never
+// loses or repeats a batch. Sources store their own position the same way;
+// sinks get a Fence and the reader is committed after Write returns. Input
+// commits only bound retention and are made every CommitEvery and before a
+// reader blocks.
+//
+// Lifecycle: New, then Start once; Stop stops intake, drains, and returns by
+// its context's deadline. Stop is safe without Start and safe twice.
 type Pipeline struct {
 	spec   Spec
 	log    *slog.Logger
