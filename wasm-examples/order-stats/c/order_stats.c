@@ -238,12 +238,14 @@ static bool failf(const char *pre, const char *name, const char *post) {
 
 FORCE_INLINE uint8_t peek(const parser *p) { return p->i < p->n ? p->b[p->i] : 0; }
 
+FORCE_INLINE bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* ws skips whitespace. The first byte is tested before any loop: there is
+ * rarely whitespace, and the host's guard charges every loop entered. */
 FORCE_INLINE void ws(parser *p) {
-  while (p->i < p->n) {
-    uint8_t c = p->b[p->i];
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return;
-    p->i++;
-  }
+  if (p->i >= p->n || !is_ws(p->b[p->i])) return;
+  do p->i++;
+  while (p->i < p->n && is_ws(p->b[p->i]));
 }
 
 static inline bool is_hex(uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
