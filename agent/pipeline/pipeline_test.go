@@ -725,3 +725,55 @@ func TestPartialTickIsRedoneWithItsTime(t *testing.T) {
 		t.Fatalf("after the redo the partitions hold %v, want each key's part of the tick at %d once: %v", got, tickNow, want)
 	}
 }
+
+// pickySink refuses events whose body contains "bad", permanently.
+type pickySink struct{ c *collector }
+
+func (s pickySink) Open(context.Context) error { return nil }
+func (s pickySink) Write(ctx context.Context, b []byte, f Fence) ([]Reject, error) {
+	var rejects []Reject
+	var keep event.Builder
+	event.Iterate(b, func(i int, e *event.Event) error {
+		if bytes.Contains(e.Body, []byte("bad")) {
+			rejects = append(rejects, Reject{Index: i, Reason: "destination refuses " + string(e.Body)})
+		} else {
+			keep.Add(e)
+		}
+		return nil
+	})
+	_, err := (&collectorSink{s.c}).Write(ctx, keep.Bytes(), f)
+	return rejects, err
+}
+func (s pickySink) Close(context.Context) error { return nil }
+
+func TestSinkRejectsGoToDeadLetters(t *testing.T) {
+	raw, dlq := mem(1), mem(1)
+	ls := append(lines(10), "k:bad-1", "k:bad-2")
+	c := newCollector()
+	runUntil(t, Spec{
+		Sources: []SourceSpec{sourceOf("src", ls, raw, "raw")},
+		Sinks: []SinkSpec{{Name: "picky", Input: Input{"raw", raw}, DeadLetter: dlq,
+			New: func(context.Context, int) (Sink, error) { return pickySink{c}, nil }}},
+	}, func() bool { return len(c.snapshot()) >= 10 && dlq.Stats().Appends >= 1 })
+	r, _ := dlq.Reader("t", 0)
+	var dead []string
+	for {
+		rec, ok, err := r.TryNext()
+		if err != nil || !ok {
+			break
+		}
+		event.Iterate(rec.Batch, func(_ int, e *event.Event) error {
+			reason, _ := e.Header(HeaderReason)
+			stage, _ := e.Header(HeaderStage)
+			dead = append(dead, string(e.Body)+"|"+reason+"|"+stage)
+			return nil
+		})
+	}
+	want := "k:bad-1|destination refuses k:bad-1|picky,k:bad-2|destination refuses k:bad-2|picky"
+	if strings.Join(dead, ",") != want {
+		t.Fatalf("dead letters %q, want %q", dead, want)
+	}
+	if got := len(c.snapshot()); got != 10 {
+		t.Fatalf("sink kept %d events, want 10", got)
+	}
+}
