@@ -143,6 +143,7 @@ const MaxLine = 4 << 20
 func ReadSSE(r io.Reader, fn func(Message) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLine)
+	sc.Split(splitLines)
 	var m Message
 	var data [][]byte
 	line := 0
@@ -180,4 +181,28 @@ func ReadSSE(r io.Reader, fn func(Message) error) error {
 		return fmt.Errorf("event stream line %d: %w", line+1, err)
 	}
 	return nil
+}
+
+// splitLines splits at CRLF, LF or a lone CR, the three line ends of the
+// event-stream format.
+func splitLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	i := bytes.IndexAny(data, "\r\n")
+	switch {
+	case i < 0:
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	case data[i] == '\n':
+		return i + 1, data[:i], nil
+	case i+1 < len(data):
+		if data[i+1] == '\n' {
+			return i + 2, data[:i], nil
+		}
+		return i + 1, data[:i], nil
+	case atEOF:
+		return i + 1, data[:i], nil
+	default:
+		return 0, nil, nil // a CR at the end: wait to see whether LF follows
+	}
 }

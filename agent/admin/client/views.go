@@ -55,32 +55,36 @@ func Top(ctx context.Context, w io.Writer, c *Client, opts TopOptions) error {
 
 // RenderStatus writes one frame of `sluice top`.
 func RenderStatus(w io.Writer, st *admin.StatusView) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "agent %s at %s", st.State, st.Time.Format(time.TimeOnly))
+	head := fmt.Sprintf("agent %s at %s", st.State, st.Time.Format(time.TimeOnly))
 	if st.ReloadError != "" {
-		fmt.Fprintf(tw, "  (last reload rejected: %s)", st.ReloadError)
+		head += fmt.Sprintf("  (last reload rejected: %s)", st.ReloadError)
 	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "COMPONENT\tKIND\tSTATE\tIN/s\tOUT/s\tIN\tOUT\tDEAD-LETTERED\tRESTARTS\t")
+	fmt.Fprintln(w, head)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMPONENT\tKIND\tSTATE\tIN/s\tOUT/s\tIN\tOUT\tDEAD-LETTERED\tRESTARTS")
 	var errs []string
 	for _, c := range st.Components {
 		in, out := "-", "-"
 		if r, ok := st.Rates[admin.NodeID(c.Kind, c.Name)]; ok {
 			in, out = fmt.Sprintf("%.1f", r.In), fmt.Sprintf("%.1f", r.Out)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", c.Name, c.Kind, c.State, in, out, c.EventsIn, c.EventsOut, c.DeadLettered, c.Restarts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", c.Name, c.Kind, c.State, in, out, c.EventsIn, c.EventsOut, c.DeadLettered, c.Restarts)
 		if c.State == admin.StateFailed && c.LastError != "" {
 			errs = append(errs, fmt.Sprintf("%s: %s", c.Name, c.LastError))
 		}
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "CHANNEL\tDEPTH\tDEPTH BYTES\tDISK BYTES\tAPPENDS\t")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANNEL\tDEPTH\tDEPTH BYTES\tDISK BYTES\tAPPENDS")
 	for _, c := range st.Channels {
 		low := ""
 		if c.LowDisk {
-			low = " LOW DISK"
+			low = "  LOW DISK"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d%s\t\n", c.Name, c.DepthEvents, c.DepthBytes, c.DiskBytes, c.Appends, low)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d%s\n", c.Name, c.DepthEvents, c.DepthBytes, c.DiskBytes, c.Appends, low)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
