@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/agent/channel"
@@ -466,20 +467,41 @@ func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []
 		r.st.rejected.Add(uint64(len(dead)))
 	}
 	r.lastOff0 = 0
+	// The targets are independent logs, so their appends (and fsyncs) run
+	// concurrently; the hop protocol does not care which of them a crash
+	// interrupts (see run).
+	offs := make([]uint64, len(r.targets))
+	errs := make([]error, len(r.targets))
+	var wg sync.WaitGroup
 	for i, t := range r.targets {
-		b := &r.builders[i]
 		if r.lastSeq[i] >= seq {
 			continue // written before a crash
 		}
-		off, err := t.ch.Append(ctx, t.part, r.producer, b.Bytes(), b.Len(), envFor(i == 0))
-		if err != nil {
-			return fmt.Errorf("bolt %s: append to %s/%d: %w", s.Name, s.Outputs[t.out].Name, t.part, err)
+		b := &r.builders[i]
+		env := envFor(i == 0)
+		do := func() {
+			offs[i], errs[i] = t.ch.Append(ctx, t.part, r.producer, b.Bytes(), b.Len(), env)
+		}
+		if len(r.targets) == 1 {
+			do()
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); do() }()
+	}
+	wg.Wait()
+	for i, t := range r.targets {
+		if r.lastSeq[i] >= seq {
+			continue
+		}
+		if errs[i] != nil {
+			return fmt.Errorf("bolt %s: append to %s/%d: %w", s.Name, s.Outputs[t.out].Name, t.part, errs[i])
 		}
 		if i == 0 {
-			r.lastOff0 = off
+			r.lastOff0 = offs[i]
 		}
 		r.lastSeq[i] = seq
-		r.st.out.Add(uint64(b.Len()))
+		r.st.out.Add(uint64(r.builders[i].Len()))
 	}
 	if single {
 		r.builders[0] = event.Builder{} // do not alias out
