@@ -1,6 +1,8 @@
 package orders
 
 import (
+	"fmt"
+	"io"
 	"strconv"
 	"time"
 )
@@ -199,4 +201,28 @@ func replace(l []byte, old, repl string) []byte {
 		}
 	}
 	return l
+}
+
+// AppendLines appends lines [from, to), each terminated by '\n'.
+func (g *Generator) AppendLines(dst []byte, from, to uint64) []byte {
+	for i := from; i < to; i++ {
+		dst = g.AppendLine(dst, i)
+	}
+	return dst
+}
+
+// WriteLines writes lines [from, to) to w in chunks of about 1 MiB (an
+// order log for a tail source, `sluice bench` or a test).
+func (g *Generator) WriteLines(w io.Writer, from, to uint64) error {
+	buf := make([]byte, 0, 1<<20+4096)
+	for i := from; i < to; i++ {
+		buf = g.AppendLine(buf, i)
+		if len(buf) >= 1<<20 || i == to-1 {
+			if _, err := w.Write(buf); err != nil {
+				return fmt.Errorf("writing order lines up to %d: %w", i, err)
+			}
+			buf = buf[:0]
+		}
+	}
+	return nil
 }

@@ -315,3 +315,17 @@ func FuzzDecodeWindow(f *testing.F) {
 		}
 	})
 }
+
+func TestWriteLines(t *testing.T) {
+	g := NewGenerator(GenConfig{Seed: 10, MalformedEvery: 100})
+	var buf bytes.Buffer
+	if err := g.WriteLines(&buf, 5, 12000); err != nil {
+		t.Fatal(err)
+	}
+	if want := g.AppendLines(nil, 5, 12000); !bytes.Equal(buf.Bytes(), want) {
+		t.Fatal("WriteLines and AppendLines disagree")
+	}
+	if n := bytes.Count(buf.Bytes(), []byte("\n")); n != 12000-5 {
+		t.Fatalf("%d lines, want %d", n, 12000-5)
+	}
+}
