@@ -55,6 +55,10 @@ type checker struct {
 	lines   lineIndex
 	md      toml.MetaData
 	errs    Errors
+	// broken holds the tables ("bolts.x") that failed to decode: their
+	// remaining keys are not reported as unknown, and the graph is not
+	// checked (their missing fields would only add noise).
+	broken map[string]bool
 }
 
 func (c *checker) add(path, hint, format string, args ...any) {
@@ -99,6 +103,9 @@ func (c *checker) decodeError(path string, err error) {
 
 func (c *checker) decodePluginConfigs(f *File) {
 	for _, s := range f.Stages() {
+		if c.broken[s.path()] {
+			continue
+		}
 		path := s.path() + ".config"
 		switch {
 		case s.Wasm != "":
@@ -148,6 +155,9 @@ func unjoin(err error) []error {
 // known key as a hint.
 func (c *checker) unknownKeys(f *File) {
 	for _, k := range c.md.Undecoded() {
+		if len(k) >= 2 && c.broken[k[0]+"."+k[1]] || len(k) >= 1 && c.broken[k[0]] {
+			continue
+		}
 		if len(k) >= 4 && isStageTable(k[0]) && k[2] == "config" {
 			if s := f.stage(k[0], k[1]); s == nil || s.Plugin == nil || s.Wasm != "" {
 				// Unknown plugin type: reported once by check. WASM config
@@ -362,9 +372,13 @@ func (c *checker) check(f *File) {
 	}
 
 	for _, s := range f.Stages() {
-		c.checkStage(f, s)
+		if !c.broken[s.path()] {
+			c.checkStage(f, s)
+		}
 	}
-	c.checkGraph(f)
+	if len(c.broken) == 0 {
+		c.checkGraph(f)
+	}
 }
 
 func (c *checker) oneOf(path, v string, allowed []string) {

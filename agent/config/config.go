@@ -205,12 +205,14 @@ func Parse(name string, text []byte, plugins Plugins) (*File, error) {
 	expanded := c.expandEnv(string(text))
 	c.lines = indexLines(expanded)
 	f := &File{Path: name}
+	// Each table is decoded on its own, so that a value of the wrong type in
+	// one table does not hide the problems of the others.
 	var raw struct {
-		Agent    Agent               `toml:"agent"`
-		Channels map[string]*Channel `toml:"channels"`
-		Sources  map[string]*Stage   `toml:"sources"`
-		Bolts    map[string]*Stage   `toml:"bolts"`
-		Sinks    map[string]*Stage   `toml:"sinks"`
+		Agent    toml.Primitive            `toml:"agent"`
+		Channels map[string]toml.Primitive `toml:"channels"`
+		Sources  map[string]toml.Primitive `toml:"sources"`
+		Bolts    map[string]toml.Primitive `toml:"bolts"`
+		Sinks    map[string]toml.Primitive `toml:"sinks"`
 	}
 	md, err := toml.Decode(expanded, &raw)
 	if err != nil {
@@ -218,7 +220,31 @@ func Parse(name string, text []byte, plugins Plugins) (*File, error) {
 		return f, c.result()
 	}
 	c.md = md
-	f.Agent, f.Channels, f.Sources, f.Bolts, f.Sinks = raw.Agent, raw.Channels, raw.Sources, raw.Bolts, raw.Sinks
+	c.broken = map[string]bool{}
+	decode := func(path string, prim toml.Primitive, v any) {
+		if err := md.PrimitiveDecode(prim, v); err != nil {
+			c.decodeError(path, err)
+			c.broken[path] = true
+		}
+	}
+	if md.IsDefined("agent") {
+		decode("agent", raw.Agent, &f.Agent)
+	}
+	f.Channels = map[string]*Channel{}
+	for n, prim := range raw.Channels {
+		ch := &Channel{}
+		decode("channels."+n, prim, ch)
+		f.Channels[n] = ch
+	}
+	for table, m := range map[string]*map[string]*Stage{"sources": &f.Sources, "bolts": &f.Bolts, "sinks": &f.Sinks} {
+		prims := map[string]map[string]toml.Primitive{"sources": raw.Sources, "bolts": raw.Bolts, "sinks": raw.Sinks}[table]
+		*m = map[string]*Stage{}
+		for n, prim := range prims {
+			st := &Stage{}
+			decode(table+"."+n, prim, st)
+			(*m)[n] = st
+		}
+	}
 	if f.Channels == nil {
 		f.Channels = map[string]*Channel{}
 	}

@@ -323,6 +323,30 @@ partitions = "two"
 			want: []string{`x.toml:3: channels.raw.partitions: incompatible types: TOML value has type string; destination has type integer`},
 		},
 		{
+			name: "wrong types in several tables are all reported",
+			text: `
+[channels.raw]
+partitions = "two"
+fsync = "often"
+
+[sources.s]
+type = "gen"
+output = "raw"
+batch_size = "big"
+extra = 1
+
+[sinks.f]
+type = "file"
+input = "raw"
+fsink = true
+`,
+			want: []string{
+				`x.toml:3: channels.raw.partitions: incompatible types: TOML value has type string; destination has type integer`,
+				`x.toml:9: sources.s.batch_size: incompatible types: TOML value has type string; destination has type integer`,
+				`x.toml:15: sinks.f.fsink: unknown key`,
+			},
+		},
+		{
 			name: "env expansion with default, and unset variable",
 			text: `
 [channels.raw]
