@@ -317,6 +317,15 @@ func (a *Agent) closeAll() error {
 // Stats returns the pipeline's stage counters.
 func (a *Agent) Stats() []pipeline.StageStats { return a.pipe.Stats() }
 
+// Channel returns an open channel of the topology by name: a [channels.NAME]
+// of the config or a dead-letter channel "dlq.STAGE". It stays valid until
+// Stop. Readers registered on it hold back retention: remove them when done
+// (channel.RemoveReader).
+func (a *Agent) Channel(name string) (channel.Channel, bool) {
+	ch, ok := a.channels[name]
+	return ch, ok
+}
+
 // ChannelStats returns each channel's counters (config channels only).
 func (a *Agent) ChannelStats() map[string]channel.Stats {
 	out := map[string]channel.Stats{}
