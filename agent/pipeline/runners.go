@@ -304,7 +304,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		if err := ticker.Tick(ctx, time.Unix(0, redo.tickNow), &out); err != nil {
 			return fmt.Errorf("bolt %s: redo tick: %w", s.Name, err)
 		}
-		if err := r.emit(ctx, kindTick, redo.tickNow, minEnv.pos, &out, nil, nil, ""); err != nil {
+		if err := r.emit(ctx, kindTick, redo.tickNow, offsetPos(lastIn), &out, nil, nil, ""); err != nil {
 			return err
 		}
 	}
