@@ -1,6 +1,7 @@
 package command
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -74,6 +75,40 @@ func FuzzParse(f *testing.F) {
 		}
 		if (c.Op == "hincrbyfloat" || c.Op == "zincrby") && c.Raw == "" {
 			t.Fatalf("number without its text: %+v", c)
+		}
+	})
+}
+
+// FuzzFastAgreesWithJSON checks that the fast decoder, whenever it accepts
+// a record, reads it exactly as encoding/json does.
+func FuzzFastAgreesWithJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"hincrby","key":"k","field":"f","value":25}`,
+		` { "op" : "set" , "key":"k","value":"v","ttl_ms":1e2 } `,
+		`{"op":"set","key":"k","value":"v","key":"x"}`,
+		`{"op":"zincrby","key":"k","member":"m","value":-0.5E+3}`,
+		`{"op":"publish","channel":"c","message":"\u00e9"}`,
+		`{"op":"set","key":"k","value":"v"}x`,
+		`{"op":"hset","key":"k","field":"f","value":"é"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast rawRecord
+		if !fastDecode(b, &fast) {
+			return
+		}
+		var slow rawRecord
+		if err := slowDecode(b, &slow); err != nil {
+			t.Fatalf("fast accepted what encoding/json refuses (%v): %q", err, b)
+		}
+		fc, ferr := check(&fast)
+		sc, serr := check(&slow)
+		if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.Error() != serr.Error()) {
+			t.Fatalf("%q: fast error %v, json error %v", b, ferr, serr)
+		}
+		if fmt.Sprint(fc) != fmt.Sprint(sc) {
+			t.Fatalf("%q: fast %+v, json %+v", b, fc, sc)
 		}
 	})
 }

@@ -1,0 +1,192 @@
+package command
+
+import "unicode/utf8"
+
+// fastDecode decodes a flat JSON object whose names are the record's field
+// names, exactly spelled, each at most once, and whose values are strings
+// without escapes or numbers. It reports false, leaving r partly filled,
+// for anything else; Parse then uses encoding/json.
+func fastDecode(b []byte, r *rawRecord) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return false // empty object: let encoding/json say what is missing
+	}
+	var seen int
+	for {
+		name, j, ok := plainString(b, i)
+		if !ok {
+			return false
+		}
+		i = skipSpace(b, j)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+		if i >= len(b) {
+			return false
+		}
+		var str string
+		var num []byte
+		if b[i] == '"' {
+			if str, j, ok = plainString(b, i); !ok {
+				return false
+			}
+		} else {
+			if j, ok = number(b, i); !ok {
+				return false
+			}
+			num = b[i:j:j]
+		}
+		i = j
+		bit, isStr := fieldBit(name)
+		if bit == 0 || seen&bit != 0 || (isStr && num != nil) {
+			return false
+		}
+		seen |= bit
+		switch bit {
+		case fOp:
+			r.Op = &str
+		case fKey:
+			r.Key = &str
+		case fField:
+			r.Field = &str
+		case fMember:
+			r.Member = &str
+		case fChannel:
+			r.Channel = &str
+		case fMessage:
+			r.Message = &str
+		case fValue:
+			if num != nil {
+				r.Value = num
+			} else {
+				r.Value = quote(str)
+			}
+		case fTTL:
+			if num == nil {
+				return false
+			}
+			r.TTLms = num
+		default:
+			return false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		if b[i] == '}' {
+			return skipSpace(b, i+1) == len(b)
+		}
+		if b[i] != ',' {
+			return false
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+const fOp = 1 << 8
+
+// fieldBit returns the bit of a field name and whether its value must be a
+// string; 0 for names the fast path does not handle.
+func fieldBit(name string) (int, bool) {
+	switch name {
+	case "op":
+		return fOp, true
+	case "key":
+		return fKey, true
+	case "field":
+		return fField, true
+	case "member":
+		return fMember, true
+	case "value":
+		return fValue, false
+	case "ttl_ms":
+		return fTTL, false
+	case "channel":
+		return fChannel, true
+	case "message":
+		return fMessage, true
+	}
+	return 0, false
+}
+
+// quote rebuilds the JSON text of a plain string (no escapes needed).
+func quote(s string) []byte {
+	q := make([]byte, 0, len(s)+2)
+	q = append(q, '"')
+	q = append(q, s...)
+	return append(q, '"')
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads a JSON string at b[i] that has no escapes and no
+// control characters and is valid UTF-8.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			s := b[i+1 : j]
+			if !utf8.Valid(s) {
+				return "", 0, false
+			}
+			return string(s), j + 1, true
+		case c == '\\' || c < 0x20:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// number reads a JSON number at b[i]:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func number(b []byte, i int) (int, bool) {
+	digits := func(i int) int {
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(i)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(i + 1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	return i, true
+}

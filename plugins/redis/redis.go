@@ -1,0 +1,303 @@
+// Package redis is the redis sink: it applies command records
+// (docs/command-records.md, the same records the embedded store sink
+// applies) to Redis standalone, Sentinel or Cluster through go-redis'
+// universal client.
+//
+// Effectively once: a batch's commands and its fence (pipeline.Fence) are
+// queued in one MULTI/EXEC under WATCH of the fence key, so Redis applies
+// both or neither; a batch at or below the recorded fence is skipped. In
+// cluster mode the commands are grouped by hash slot and each group carries
+// its own fence key in that slot, so each group is atomic and skipped on
+// replay on its own. docs/adr/0007-kafka-redis-delivery.md explains why
+// MULTI/EXEC and not a Lua script.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/command"
+	"github.com/sluicehq/sluice/plugins/internal/instanceid"
+)
+
+var _ pipeline.Sink = (*Sink)(nil)
+
+// Sink is the redis sink.
+//
+// Lifecycle: New, Open once, Write from one goroutine, Close. Close is safe
+// without Open and safe twice. Open does not need Redis to be up: the first
+// Write that cannot reach it returns an error and the runner retries.
+type Sink struct {
+	cfg     Config
+	dataDir string
+	log     *slog.Logger
+	rdb     goredis.UniversalClient
+	prefix  string // FencePrefix + instance id + ":"
+
+	cmds   []item // reused between batches
+	groups map[uint16][]item
+}
+
+type item struct {
+	index int // in the input batch
+	cmd   command.Command
+}
+
+// New returns a redis sink for cfg, which must be valid. dataDir is the
+// stage's own directory, where the instance id is kept when
+// cfg.InstanceID is empty. logger may be nil.
+func New(cfg Config, dataDir string, logger *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.InstanceID == "" && dataDir == "" {
+		return nil, errors.New("redis: instance_id is empty and there is no data directory to keep one in")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{cfg: cfg, dataDir: dataDir, log: logger}, nil
+}
+
+// Open builds the client; it does not wait for Redis.
+func (s *Sink) Open(ctx context.Context) error {
+	if s.rdb != nil {
+		return errors.New("redis: Open called twice")
+	}
+	id := s.cfg.InstanceID
+	if id == "" {
+		var err error
+		if id, err = instanceid.Load(s.dataDir); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+	}
+	tc, err := s.cfg.TLS.Build()
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	s.prefix = s.cfg.FencePrefix + id + ":"
+	s.rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs:            s.cfg.Addrs,
+		MasterName:       s.cfg.MasterName,
+		IsClusterMode:    s.cfg.Mode == ModeCluster,
+		Username:         s.cfg.Username,
+		Password:         s.cfg.Password,
+		SentinelUsername: s.cfg.SentinelUsername,
+		SentinelPassword: s.cfg.SentinelPassword,
+		DB:               s.cfg.DB,
+		DialTimeout:      s.cfg.DialTimeout.D,
+		ReadTimeout:      s.cfg.ReadTimeout.D,
+		WriteTimeout:     s.cfg.WriteTimeout.D,
+		PoolSize:         s.cfg.PoolSize,
+		TLSConfig:        tc,
+		// The runner retries whole batches with its own backoff; retries
+		// inside the client would only hide an outage for longer.
+		MaxRetries:      -1,
+		DisableIdentity: true,
+	})
+	return nil
+}
+
+// Close closes the client. Safe without Open and safe twice.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.rdb == nil {
+		return nil
+	}
+	err := s.rdb.Close()
+	s.rdb = nil
+	return err
+}
+
+// fenceValue is the fence as fixed-width decimal, so that comparing the
+// stored string with a new one orders them like the offsets.
+func fenceValue(off uint64) string { return fmt.Sprintf("%020d", off) }
+
+// Write applies the command records of batch with fence. Malformed records
+// and commands Redis refuses come back as rejects; the rest of the batch is
+// applied. An error means nothing of this batch may be assumed applied.
+func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([]pipeline.Reject, error) {
+	if s.rdb == nil {
+		return nil, errors.New("redis: Write without Open")
+	}
+	var rejects []pipeline.Reject
+	s.cmds = s.cmds[:0]
+	err := event.Iterate(batch, func(i int, e *event.Event) error {
+		c, err := command.Parse(e.Body)
+		if err != nil {
+			rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
+			return nil
+		}
+		s.cmds = append(s.cmds, item{index: i, cmd: c})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	fv := fenceValue(fence.Offset)
+	if s.cfg.Mode != ModeCluster {
+		r, err := s.apply(ctx, s.prefix+fence.Stream, fv, s.cmds)
+		if err != nil {
+			return nil, err
+		}
+		return append(rejects, r...), nil
+	}
+	// Cluster: one transaction per hash slot, each with the fence key of
+	// that slot. A batch with no commands records no fence: there is
+	// nothing a replay could apply twice.
+	if s.groups == nil {
+		s.groups = map[uint16][]item{}
+	}
+	clear(s.groups)
+	for _, it := range s.cmds {
+		slot := Slot(it.cmd.Key)
+		if it.cmd.Op == "publish" {
+			slot = 0 // PUBLISH reaches the whole cluster from any node
+		}
+		s.groups[slot] = append(s.groups[slot], it)
+	}
+	for slot, g := range s.groups {
+		r, err := s.apply(ctx, s.prefix+"{"+slotTag(slot)+"}:"+fence.Stream, fv, g)
+		if err != nil {
+			return nil, err
+		}
+		rejects = append(rejects, r...)
+	}
+	return rejects, nil
+}
+
+// apply runs WATCH fence; GET fence; and unless the batch was applied
+// already, MULTI; the commands; SET fence; EXEC.
+func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]pipeline.Reject, error) {
+	var rejects []pipeline.Reject
+	err := s.rdb.Watch(ctx, func(tx *goredis.Tx) error {
+		rejects = rejects[:0]
+		cur, err := tx.Get(ctx, fenceKey).Result()
+		if err != nil && err != goredis.Nil {
+			return err
+		}
+		if err == nil && cur >= fv {
+			return nil // a replay of a batch already applied
+		}
+		cmds, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			for i := range items {
+				queue(ctx, p, &items[i].cmd)
+			}
+			p.Set(ctx, fenceKey, fv, 0)
+			return nil
+		})
+		if len(cmds) != len(items)+1 {
+			if err == nil {
+				err = fmt.Errorf("transaction returned %d replies for %d commands", len(cmds), len(items)+1)
+			}
+			return err
+		}
+		// The fence reply tells whether EXEC ran: if it did not (network
+		// error, EXECABORT, a watched key changed), nothing was applied.
+		if ferr := cmds[len(items)].Err(); ferr != nil {
+			return ferr
+		}
+		for i, c := range cmds[:len(items)] {
+			if cerr := c.Err(); cerr != nil {
+				rejects = append(rejects, pipeline.Reject{Index: items[i].index,
+					Reason: fmt.Sprintf("redis refused %s %s: %v", items[i].cmd.Op, items[i].cmd.Key, cerr)})
+			}
+		}
+		return nil
+	}, fenceKey)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return rejects, nil
+}
+
+// queue adds the Redis command of c to p.
+func queue(ctx context.Context, p goredis.Pipeliner, c *command.Command) {
+	switch c.Op {
+	case "hincrby":
+		p.HIncrBy(ctx, c.Key, c.Field, c.Int)
+	case "hincrbyfloat":
+		p.Do(ctx, "hincrbyfloat", c.Key, c.Field, c.Raw)
+	case "hset":
+		p.HSet(ctx, c.Key, c.Field, c.Str)
+	case "zincrby":
+		p.Do(ctx, "zincrby", c.Key, c.Raw, c.Field)
+	case "set":
+		if c.HasTTL {
+			p.Set(ctx, c.Key, c.Str, time.Duration(c.TTLms)*time.Millisecond)
+		} else {
+			p.Set(ctx, c.Key, c.Str, 0)
+		}
+	case "expire":
+		p.PExpire(ctx, c.Key, time.Duration(c.TTLms)*time.Millisecond)
+	case "xadd":
+		vals := make([]string, 0, 2*len(c.Fields))
+		for f, v := range c.Fields {
+			vals = append(vals, f, v)
+		}
+		p.XAdd(ctx, &goredis.XAddArgs{Stream: c.Key, Values: vals})
+	case "publish":
+		p.Publish(ctx, c.Key, c.Str)
+	default:
+		// command.Parse admits only the ops above.
+		panic("redis: unknown op " + c.Op)
+	}
+}
+
+// Slot is the Redis Cluster hash slot of key: CRC16 (XMODEM) of the key, or
+// of the part between the first "{" and the next "}" when that is not
+// empty, modulo 16384.
+func Slot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return crc16(key) % 16384
+}
+
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for b := 0; b < 8; b++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// slotTag returns a short string whose hash slot is slot, so a fence key
+// "…{tag}…" lives in the same slot as the commands it fences. The tag of a
+// slot is the smallest decimal number that hashes to it: found by search,
+// the same on every agent and every run.
+func slotTag(slot uint16) string {
+	slotTagsOnce()
+	return slotTags[slot]
+}
+
+var slotTags []string
+
+var slotTagsOnce = sync.OnceFunc(func() {
+	slotTags = make([]string, 16384)
+	left := 16384
+	for n := 0; left > 0; n++ {
+		t := fmt.Sprint(n)
+		if s := crc16(t) % 16384; slotTags[s] == "" {
+			slotTags[s] = t
+			left--
+		}
+	}
+})

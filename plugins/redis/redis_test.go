@@ -1,0 +1,351 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/testredis"
+	"github.com/sluicehq/sluice/plugins/internal/units"
+)
+
+func TestSampleConfigDecodesAndValidates(t *testing.T) {
+	cfg := DefaultConfig()
+	md, err := toml.Decode(SampleConfig, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		t.Fatalf("sample.toml has keys the config does not know: %v", und)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != ModeStandalone || cfg.ReadTimeout.D != 10*time.Second || cfg.FencePrefix != "sluice:fence:" {
+		t.Fatalf("sample decoded to %+v", cfg)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	cfg := DefaultConfig()
+	_, err := toml.Decode(`
+mode = "sentinel"
+addrs = [""]
+db = -1
+read_timeout = "soon"
+pool_size = 0
+fence_prefix = ""
+[tls]
+enable = true
+cert_file = "/nonexistent.pem"
+`, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"master_name: is required", "addrs[0]: is empty", "db: must not be negative",
+		"read_timeout:", "pool_size: must be at least 1", "fence_prefix: is required",
+		"tls.cert_file, tls.key_file: give both", "tls.cert_file: stat /nonexistent.pem"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	cfg = DefaultConfig()
+	cfg.Mode = "ring"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `mode: "ring" is not one of`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func batchOf(bodies ...string) []byte {
+	var b event.Builder
+	for _, s := range bodies {
+		b.Add(&event.Event{Body: []byte(s)})
+	}
+	return append([]byte(nil), b.Bytes()...)
+}
+
+func open(t testing.TB, addr, id string) *Sink {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Addrs = []string{addr}
+	cfg.InstanceID = id
+	cfg.ReadTimeout = units.Of(2 * time.Second)
+	s, err := New(cfg, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func client(t testing.TB, addr string) *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestEveryOpAppliedLikeRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	s := open(t, srv.Addr, "")
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	sub := rc.Subscribe(ctx, "news")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
+		t.Fatal(err)
+	}
+	rej, err := s.Write(ctx, batchOf(
+		`{"op":"hincrby","key":"rev","field":"books","value":1250}`,
+		`{"op":"hincrby","key":"rev","field":"books","value":-50}`,
+		`{"op":"hincrbyfloat","key":"avg","field":"x","value":0.25}`,
+		`{"op":"hset","key":"meta","field":"city","value":"Hangzhou"}`,
+		`{"op":"zincrby","key":"top","member":"sku-1","value":3}`,
+		`{"op":"set","key":"last","value":"o-9","ttl_ms":600000}`,
+		`{"op":"set","key":"plain","value":"v"}`,
+		`{"op":"expire","key":"plain","ttl_ms":900000}`,
+		`{"op":"xadd","key":"log","fields":{"a":"1","b":"2"}}`,
+		`{"op":"publish","channel":"news","message":"hello"}`,
+	), pipeline.Fence{Stream: "s/0/redis", Offset: 1})
+	if err != nil || len(rej) != 0 {
+		t.Fatalf("rejects %v err %v", rej, err)
+	}
+	if v := rc.HGet(ctx, "rev", "books").Val(); v != "1200" {
+		t.Errorf("rev.books = %q", v)
+	}
+	if v := rc.HGet(ctx, "avg", "x").Val(); v != "0.25" {
+		t.Errorf("avg.x = %q", v)
+	}
+	if v := rc.HGet(ctx, "meta", "city").Val(); v != "Hangzhou" {
+		t.Errorf("meta.city = %q", v)
+	}
+	if v := rc.ZScore(ctx, "top", "sku-1").Val(); v != 3 {
+		t.Errorf("top sku-1 = %v", v)
+	}
+	if ttl := rc.PTTL(ctx, "last").Val(); rc.Get(ctx, "last").Val() != "o-9" || ttl <= 0 || ttl > 600*time.Second {
+		t.Errorf("last = %q ttl %v", rc.Get(ctx, "last").Val(), ttl)
+	}
+	if ttl := rc.PTTL(ctx, "plain").Val(); ttl <= 600*time.Second {
+		t.Errorf("plain ttl %v, want about 900s", ttl)
+	}
+	xs := rc.XRange(ctx, "log", "-", "+").Val()
+	if len(xs) != 1 || xs[0].Values["a"] != "1" || xs[0].Values["b"] != "2" {
+		t.Errorf("log = %+v", xs)
+	}
+	msg, err := sub.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "hello" {
+		t.Errorf("published %v %v", msg, err)
+	}
+}
+
+func TestReplayAtOrBelowTheFenceIsSkipped(t *testing.T) {
+	srv := testredis.Start(t)
+	s := open(t, srv.Addr, "aaaa")
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	b := batchOf(`{"op":"hincrby","key":"n","field":"f","value":1}`)
+	for _, off := range []uint64{5, 5, 3, 6, 6, 10, 9} {
+		if rej, err := s.Write(ctx, b, pipeline.Fence{Stream: "c/0/r", Offset: off}); err != nil || rej != nil {
+			t.Fatalf("offset %d: %v %v", off, rej, err)
+		}
+	}
+	if v := rc.HGet(ctx, "n", "f").Val(); v != "3" { // offsets 5, 6, 10
+		t.Fatalf("n.f = %s, want 3", v)
+	}
+	// Another stream of the same agent and the same stream of another
+	// agent have fences of their own.
+	s.Write(ctx, b, pipeline.Fence{Stream: "c/1/r", Offset: 1})
+	other := open(t, srv.Addr, "bbbb")
+	other.Write(ctx, b, pipeline.Fence{Stream: "c/0/r", Offset: 1})
+	if v := rc.HGet(ctx, "n", "f").Val(); v != "5" {
+		t.Fatalf("n.f = %s, want 5", v)
+	}
+	if v := rc.Get(ctx, "sluice:fence:aaaa:c/0/r").Val(); v != "00000000000000000010" {
+		t.Fatalf("fence = %q", v)
+	}
+}
+
+func TestMalformedAndRefusedCommandsAreRejectedTheRestApplied(t *testing.T) {
+	srv := testredis.Start(t)
+	s := open(t, srv.Addr, "")
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	rc.Set(ctx, "str", "x", 0)
+	rej, err := s.Write(ctx, batchOf(
+		`{"op":"hincrby","key":"ok","field":"f","value":2}`,
+		`not json`,
+		`{"op":"hincrby","key":"str","field":"f","value":1}`, // WRONGTYPE
+		`{"op":"hincrby","key":"ok","field":"f","value":3}`,
+		`{"op":"zincrby","key":"ok2","member":"m"}`,
+	), pipeline.Fence{Stream: "x", Offset: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{1: "not a command record", 2: "WRONGTYPE", 4: `missing ["value"]`}
+	if len(rej) != len(want) {
+		t.Fatalf("rejects %+v", rej)
+	}
+	for _, r := range rej {
+		if !strings.Contains(r.Reason, want[r.Index]) {
+			t.Errorf("reject %d: %q, want %q", r.Index, r.Reason, want[r.Index])
+		}
+	}
+	if v := rc.HGet(ctx, "ok", "f").Val(); v != "5" {
+		t.Fatalf("ok.f = %s, want 5", v)
+	}
+}
+
+func TestRedisKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
+	// appendfsync always: what Redis acknowledged survives its kill -9, as
+	// a real deployment with persistence would promise.
+	srv := testredis.Start(t, "--appendonly", "yes", "--appendfsync", "always")
+	s := open(t, srv.Addr, "")
+	ctx := context.Background()
+	const batches, perBatch, killAfter = 40, 50, 15
+	var failures atomic.Int64
+	killed, stopped, failed := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		var failedOnce bool
+		for off := uint64(1); off <= batches; off++ {
+			var bodies []string
+			for i := 0; i < perBatch; i++ {
+				bodies = append(bodies, fmt.Sprintf(`{"op":"hincrby","key":"tot","field":"f%d","value":%d}`, i%5, off))
+			}
+			b := batchOf(bodies...)
+			for { // the runner's retry loop, without its backoff
+				_, err := s.Write(ctx, b, pipeline.Fence{Stream: "in/0/redis", Offset: off})
+				if err == nil {
+					break
+				}
+				failures.Add(1)
+				if !failedOnce {
+					failedOnce = true
+					close(failed)
+				}
+			}
+			if off == killAfter {
+				close(killed)
+				<-stopped
+			}
+		}
+		done <- nil
+	}()
+	<-killed
+	srv.Stop()
+	close(stopped)
+	<-failed // at least one write found Redis down
+	srv.Restart()
+	<-done
+	if failures.Load() == 0 {
+		t.Fatal("no write failed while Redis was down")
+	}
+	rc := client(t, srv.Addr)
+	var sum int64
+	for i := 0; i < 5; i++ {
+		v, err := rc.HGet(ctx, "tot", fmt.Sprint("f", i)).Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+	}
+	// Every batch adds perBatch × offset.
+	if want := int64(perBatch * batches * (batches + 1) / 2); sum != want {
+		t.Fatalf("total %d, want %d (lost or doubled)", sum, want)
+	}
+}
+
+func TestRedisDownIsAnErrorNotALoss(t *testing.T) {
+	srv := testredis.Start(t)
+	s := open(t, srv.Addr, "")
+	srv.Stop()
+	_, err := s.Write(context.Background(), batchOf(`{"op":"set","key":"k","value":"v"}`), pipeline.Fence{Stream: "x", Offset: 1})
+	if err == nil || !strings.HasPrefix(err.Error(), "redis: ") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestClusterGroupsBySlot(t *testing.T) {
+	if Slot("foo") != 12182 || Slot("{user1000}.following") != Slot("{user1000}.followers") || Slot("a{}b") != crc16("a{}b")%16384 {
+		t.Fatalf("slots %d %d %d", Slot("foo"), Slot("{user1000}.following"), Slot("{user1000}.followers"))
+	}
+	for s := 0; s < 16384; s++ {
+		if Slot("{"+slotTag(uint16(s))+"}x") != uint16(s) {
+			t.Fatalf("tag %q of slot %d hashes to %d", slotTag(uint16(s)), s, Slot(slotTag(uint16(s))))
+		}
+	}
+	// A one-node cluster holding every slot: go-redis routes each slot's
+	// transaction there, and replays are skipped per slot.
+	srv := testredis.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	if err := rc.Do(ctx, "cluster", "addslotsrange", 0, 16383).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(rc.ClusterInfo(ctx).Val(), "cluster_state:ok") {
+		time.Sleep(10 * time.Millisecond) // polling the server's own state, not standing in for it
+	}
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.Addrs, cfg.InstanceID = ModeCluster, []string{srv.Addr}, "cccc"
+	s, err := New(cfg, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	b := batchOf(`{"op":"hincrby","key":"a","field":"f","value":1}`, `{"op":"hincrby","key":"b","field":"f","value":1}`,
+		`{"op":"hincrby","key":"c","field":"f","value":1}`)
+	for _, off := range []uint64{1, 1, 2} {
+		if _, err := s.Write(ctx, b, pipeline.Fence{Stream: "x", Offset: off}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if v := rc.HGet(ctx, k, "f").Val(); v != "2" {
+			t.Errorf("%s.f = %q, want 2", k, v)
+		}
+	}
+	if n := len(rc.Keys(ctx, "sluice:fence:*").Val()); n != 3 {
+		t.Errorf("%d fence keys, want one per slot (3)", n)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	s, err := New(DefaultConfig(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Close(ctx); err != nil { // without Open
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, batchOf(), pipeline.Fence{}); err == nil {
+		t.Fatal("Write without Open succeeded")
+	}
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(ctx); err == nil {
+		t.Fatal("second Open succeeded")
+	}
+	if err := errors.Join(s.Close(ctx), s.Close(ctx)); err != nil {
+		t.Fatal(err)
+	}
+}
