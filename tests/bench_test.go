@@ -15,7 +15,7 @@ func TestBenchRuns(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	out, err := exec.Command(bin, "bench", "--orders", "20000", "--langs", "c,go", "--dir", dir+"/bench").Output()
+	out, err := exec.Command(bin, "bench", "--orders", "20000", "--langs", "c,go,native", "--dir", dir+"/bench").Output()
 	if err != nil {
 		t.Fatalf("sluice bench: %v\n%s", err, out)
 	}
@@ -24,6 +24,7 @@ func TestBenchRuns(t *testing.T) {
 		`raw read\+split baseline: \d+ lines/s`,
 		`(?m)^c +\d+ +[\d.]+ +[\d.]+ +[\d.]+MiB +[\d.]+$`,
 		`(?m)^go +\d+ +[\d.]+ +[\d.]+ +[\d.]+MiB +[\d.]+$`,
+		`(?m)^native +\d+ +[\d.]+ +[\d.]+ +[\d.]+MiB +[\d.]+$`,
 	} {
 		if !regexp.MustCompile(re).Match(out) {
 			t.Errorf("bench output lacks %s", re)

@@ -25,6 +25,9 @@ type Env struct {
 	// sources) out of Partitions.
 	Partition, Partitions int
 	Logger                *slog.Logger
+	// State is the instance's state store, for bolts declared Stateful: the
+	// runner persists it with the output positions (docs/adr/0004 §4).
+	State pipeline.StateStore
 }
 
 // Plugin is one built-in plugin type. Exactly one of NewSource, NewBolt and
@@ -38,6 +41,8 @@ type Plugin struct {
 	// the [KIND.NAME.config] table is decoded into it and its Validate
 	// method (if any) is called.
 	NewConfig func() any
+	// Stateful bolts get Env.State, persisted by the runner.
+	Stateful  bool
 	NewSource func(cfg any, env Env) (pipeline.Source, error)
 	NewBolt   func(cfg any, env Env) (pipeline.Bolt, error)
 	NewSink   func(cfg any, env Env) (pipeline.Sink, error)

@@ -127,7 +127,7 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 		case config.KindBolt:
 			b := pipeline.BoltSpec{
 				Name: s.Name, Input: pipeline.Input{Name: s.Input, Channel: a.channels[s.Input]},
-				Stateful: slices.Contains(s.Capabilities, wasmhost.CapState), Tick: s.Tick.Or(time.Second),
+				Stateful: stateful(s, reg), Tick: s.Tick.Or(time.Second),
 				DeadLetter: a.channels[DeadLetterName(s.Name)], New: a.boltFactory(s, reg),
 			}
 			if s.Route == nil {
@@ -161,6 +161,16 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 		return nil, err
 	}
 	return a, nil
+}
+
+// stateful says whether a bolt's state is kept by the runner: WASM bolts
+// granted the state capability, and built-ins that declare it.
+func stateful(s *config.Stage, reg *registry.Registry) bool {
+	if s.Wasm != "" {
+		return slices.Contains(s.Capabilities, wasmhost.CapState)
+	}
+	p, _ := reg.Lookup(config.KindBolt, s.Type)
+	return p.Stateful
 }
 
 // OpenDeadLetter opens the dead-letter channel of stage under dataDir.
@@ -250,8 +260,10 @@ func (a *Agent) boltFactory(s *config.Stage, reg *registry.Registry) func(contex
 		}
 	}
 	p, _ := reg.Lookup(config.KindBolt, s.Type)
-	return func(_ context.Context, i int, _ pipeline.StateStore) (pipeline.Bolt, error) {
-		return p.NewBolt(s.Plugin, a.env(s, i))
+	return func(_ context.Context, i int, st pipeline.StateStore) (pipeline.Bolt, error) {
+		env := a.env(s, i)
+		env.State = st
+		return p.NewBolt(s.Plugin, env)
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/agent/config"
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/agent/plugintool"
 	"github.com/sluicehq/sluice/agent/registry"
 	"github.com/sluicehq/sluice/agent/topology"
@@ -47,7 +49,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", "bench [--orders N] [--dir DIR] [--langs c,go]", benchAbout, stdout)
 	n := fs.Int("orders", 1_000_000, "number of orders to generate")
 	dir := fs.String("dir", filepath.Join(".sluice", "bench"), "work `DIR` (its old contents are replaced)")
-	langs := fs.String("langs", "c,go", "order-stats languages to measure, comma-separated (c, go)")
+	langs := fs.String("langs", "c,go,native", "rows to measure, comma-separated: c, go (order-stats' language) and native (both bolts as the native Go reference, no WASM)")
 	trusted := fs.Bool("trusted", false, "run the WASM bolts without the runaway-loop guard (trusted = true)")
 	child := fs.String("child", "", "internal: run one measurement with this plugin directory")
 	if err := parse(fs, args); err != nil {
@@ -93,26 +95,31 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if *trusted {
 		guard = "trusted (no loop guard)"
 	}
-	fmt.Fprintf(stdout, "\norder-parse (Go, parallelism 2) → order-stats (row's language), WASM %s\n", guard)
+	fmt.Fprintf(stdout, "\norder-parse (Go, parallelism 2) → order-stats (row's language), WASM %s; native: both as native Go built-ins\n", guard)
 	fmt.Fprintf(stdout, "%-6s %12s %9s %9s %10s %10s\n", "lang", "events/s", "MB/s", "CPU s", "peak RSS", "vs raw")
 	var rows []string
 	for _, lang := range strings.Split(*langs, ",") {
 		lang = strings.TrimSpace(lang)
 		pdir := filepath.Join(abs, "plugins-"+lang)
-		statsSrc := map[string]string{"c": "c", "go": "go"}[lang]
+		statsSrc := map[string]string{"c": "c", "go": "go", "native": "native"}[lang]
 		if statsSrc == "" {
-			return usageError{fmt.Sprintf("unknown language %q (want c or go)", lang)}
+			return usageError{fmt.Sprintf("unknown row %q (want c, go or native)", lang)}
 		}
-		if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-parse"), filepath.Join(pdir, "order-parse.wasm")); err != nil {
-			return toolError(err)
-		}
-		if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-stats", statsSrc), filepath.Join(pdir, "order-stats.wasm")); err != nil {
+		if lang == "native" {
+			pdir = nativeRow
+		} else {
+			if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-parse"), filepath.Join(pdir, "order-parse.wasm")); err != nil {
+				return toolError(err)
+			}
+			_, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-stats", statsSrc), filepath.Join(pdir, "order-stats.wasm"))
 			var mt *plugintool.MissingToolError
 			if errors.As(err, &mt) {
 				rows = append(rows, fmt.Sprintf("%-6s skipped: %v", lang, err))
 				continue
 			}
-			return err
+			if err != nil {
+				return err
+			}
 		}
 		res, err := runBenchChild(ctx, self, abs, pdir, lang, *n, *trusted, stderr)
 		if err != nil {
@@ -311,18 +318,29 @@ func benchChild(pdir string, trusted bool, stdout io.Writer) error {
 		return err
 	}
 	text := strings.NewReplacer("{{DIR}}", work, "{{PLUGINS}}", pdir, "{{TRUSTED}}", fmt.Sprint(trusted)).Replace(benchConfig)
+	reg := registry.Builtin()
+	if pdir == nativeRow {
+		text = strings.NewReplacer(
+			`wasm = "native/order-parse.wasm"`, `type = "native-order-parse"`,
+			`wasm = "native/order-stats.wasm"`, `type = "native-order-stats"`,
+			"trusted = "+fmt.Sprint(trusted)+"\n", "",
+			"capabilities = [\"state\"]\n", "",
+		).Replace(text)
+		text = strings.Replace(text, "[bolts.stats.config]\nlateness_ms = 2000\n", "", 1)
+		registerNative(reg)
+	}
 	fail := func(err error) error {
 		b, _ := json.Marshal(benchResult{Error: err.Error()})
 		fmt.Fprintln(stdout, string(b))
 		return exitError{exitFailed, nil}
 	}
-	cfg, err := config.Parse("bench.toml", []byte(text), registry.Builtin())
+	cfg, err := config.Parse("bench.toml", []byte(text), reg)
 	if err != nil {
 		return fail(err)
 	}
 	ctx := context.Background()
 	log := newLogger("warn", os.Stderr)
-	a, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Logger: log})
+	a, err := topology.Build(ctx, cfg, reg, topology.Options{Logger: log})
 	if err != nil {
 		return fail(err)
 	}
@@ -367,4 +385,55 @@ func peakRSS() int64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return ru.Maxrss * 1024
+}
+
+// nativeRow is the plugin directory name that selects the native row: both
+// bolts as the native Go reference of internal/orders, registered as
+// built-ins in the bench's own registry, to show the agent's ceiling
+// without WASM.
+const nativeRow = "native"
+
+func registerNative(reg *registry.Registry) {
+	empty := func() any { return &struct{}{} }
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(reg.Register(registry.Plugin{Kind: config.KindBolt, Type: "native-order-parse", NewConfig: empty,
+		NewBolt: func(any, registry.Env) (pipeline.Bolt, error) { return nativeParse{}, nil }}))
+	must(reg.Register(registry.Plugin{Kind: config.KindBolt, Type: "native-order-stats", NewConfig: empty, Stateful: true,
+		NewBolt: func(_ any, env registry.Env) (pipeline.Bolt, error) {
+			return &nativeStats{s: orders.Stats{LatenessMs: 2000}, st: env.State}, nil
+		}}))
+}
+
+type nativeParse struct{}
+
+func (nativeParse) Process(_ context.Context, in []byte, out *event.Builder) ([]pipeline.Reject, error) {
+	rs, err := orders.Normalise(in, out)
+	return pipelineRejects(rs), err
+}
+func (nativeParse) Close(context.Context) error { return nil }
+
+type nativeStats struct {
+	s  orders.Stats
+	st pipeline.StateStore
+}
+
+func (n *nativeStats) Process(_ context.Context, in []byte, _ *event.Builder) ([]pipeline.Reject, error) {
+	rs, err := n.s.Process(in, n.st)
+	return pipelineRejects(rs), err
+}
+func (n *nativeStats) Tick(_ context.Context, now time.Time, out *event.Builder) error {
+	return n.s.Tick(now, n.st, out)
+}
+func (n *nativeStats) Close(context.Context) error { return nil }
+
+func pipelineRejects(rs []orders.Reject) []pipeline.Reject {
+	out := make([]pipeline.Reject, len(rs))
+	for i, r := range rs {
+		out[i] = pipeline.Reject{Index: r.Index, Reason: r.Reason}
+	}
+	return out
 }
