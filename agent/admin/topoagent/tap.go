@@ -63,7 +63,7 @@ func TapChannel(ctx context.Context, ch channel.Channel, reader string, sample i
 		go func() {
 			defer wg.Done()
 			n := 0
-			for {
+			for ctx.Err() == nil { // Next returns ready records without looking at ctx
 				rec, err := r.Next(ctx)
 				if err != nil {
 					if ctx.Err() == nil && !errors.Is(err, channel.ErrClosed) {
