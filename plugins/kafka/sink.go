@@ -1,0 +1,234 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/instanceid"
+)
+
+var _ pipeline.Sink = (*Sink)(nil)
+
+// Sink is the kafka sink.
+//
+// Lifecycle: NewSink, Open once, Write from one goroutine, Close. Close is
+// safe without Open and safe twice. Open does not need Kafka: the producer
+// is created by the first Write, and while the cluster cannot be reached
+// Write returns an error, which the runner retries with backoff.
+type Sink struct {
+	cfg      SinkConfig
+	dataDir  string
+	log      *slog.Logger
+	sc       *sarama.Config
+	id       string
+	producer sarama.AsyncProducer
+	mu       sync.Mutex // guards producer against Close from another goroutine
+}
+
+// msgMeta travels with each message through the producer.
+type msgMeta struct {
+	index int
+	batch uint64
+}
+
+// NewSink returns a kafka sink for cfg, which must be valid. dataDir is the
+// stage's own directory (for the instance id when cfg.InstanceID is empty).
+func NewSink(cfg SinkConfig, dataDir string, logger *slog.Logger) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.InstanceID == "" && dataDir == "" {
+		return nil, errors.New("kafka: instance_id is empty and there is no data directory to keep one in")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Sink{cfg: cfg, dataDir: dataDir, log: logger}, nil
+}
+
+// Open checks the config and loads the instance id.
+func (s *Sink) Open(ctx context.Context) error {
+	if s.sc != nil {
+		return errors.New("kafka: Open called twice")
+	}
+	sc, err := s.cfg.saramaConfig()
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	p := &sc.Producer
+	p.RequiredAcks = sarama.WaitForAll
+	p.Idempotent = true
+	p.Retry.Max = s.cfg.Retries
+	sc.Net.MaxOpenRequests = 1 // the idempotent producer needs it to keep order
+	p.Return.Successes, p.Return.Errors = true, true
+	p.Compression = compressions[s.cfg.Compression]
+	p.MaxMessageBytes = int(s.cfg.MaxMessageBytes.Bytes)
+	p.Flush.Bytes = int(s.cfg.FlushBytes.Bytes)
+	p.Flush.MaxMessages = s.cfg.FlushMessages
+	p.Flush.Messages = s.cfg.FlushMessages
+	p.Flush.Frequency = s.cfg.Linger.D
+	p.Timeout = s.cfg.Timeout.D
+	p.Partitioner = newPartitioner
+	if err := sc.Validate(); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	s.id = s.cfg.InstanceID
+	if s.id == "" {
+		if s.id, err = instanceid.Load(s.dataDir); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+	}
+	s.sc = sc
+	return nil
+}
+
+// Close flushes and closes the producer. Safe without Open and twice.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.producer
+	s.producer = nil
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Close()
+}
+
+func (s *Sink) connect() (sarama.AsyncProducer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.producer != nil {
+		return s.producer, nil
+	}
+	p, err := sarama.NewAsyncProducer(s.cfg.Brokers, s.sc)
+	if err != nil {
+		return nil, err
+	}
+	s.producer = p
+	return p, nil
+}
+
+// Write sends every event of batch and returns once Kafka acknowledged all
+// of them. A message Kafka refuses for good (too large, not authorised) is
+// a reject; any other failure fails the batch, to be sent again whole.
+func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([]pipeline.Reject, error) {
+	if s.sc == nil {
+		return nil, errors.New("kafka: Write without Open")
+	}
+	n, err := event.Count(batch)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	p, err := s.connect()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: connect to %v: %w", s.cfg.Brokers, err)
+	}
+	// The messages alias one private copy of the batch: if ctx ends while
+	// some are still in the producer, the caller's buffer may be reused.
+	own := append([]byte(nil), batch...)
+	producer := []byte(s.id + ":" + fence.Stream)
+	msgs := make([]*sarama.ProducerMessage, 0, n)
+	err = event.Iterate(own, func(i int, e *event.Event) error {
+		m := &sarama.ProducerMessage{Topic: s.cfg.Topic, Value: sarama.ByteEncoder(e.Body),
+			Metadata: msgMeta{index: i, batch: fence.Offset}}
+		if e.Key != nil {
+			m.Key = sarama.ByteEncoder(e.Key)
+		}
+		if e.Time != 0 {
+			m.Timestamp = timeOf(e.Time)
+		}
+		hs := make([]sarama.RecordHeader, 0, len(e.Headers)+2)
+		for _, h := range e.Headers {
+			hs = append(hs, sarama.RecordHeader{Key: []byte(h.Name), Value: []byte(h.Value)})
+		}
+		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderProducer), Value: producer},
+			sarama.RecordHeader{Key: []byte(HeaderSeq), Value: []byte(seq{fence.Offset, uint32(i)}.String())})
+		m.Headers = hs
+		msgs = append(msgs, m)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	var rejects []pipeline.Reject
+	var retriable error
+	sent, done := 0, 0
+	for done < n {
+		var in chan<- *sarama.ProducerMessage
+		var next *sarama.ProducerMessage
+		if sent < n {
+			in, next = p.Input(), msgs[sent]
+		}
+		select {
+		case in <- next:
+			sent++
+		case m := <-p.Successes():
+			if meta, ok := m.Metadata.(msgMeta); ok && meta.batch == fence.Offset {
+				done++
+			}
+		case pe := <-p.Errors():
+			meta, ok := pe.Msg.Metadata.(msgMeta)
+			if !ok || meta.batch != fence.Offset {
+				continue // left over from a batch given up on
+			}
+			done++
+			if permanent(pe.Err) {
+				rejects = append(rejects, pipeline.Reject{Index: meta.index, Reason: "kafka refused the message: " + pe.Err.Error()})
+			} else if retriable == nil {
+				retriable = pe.Err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if retriable != nil {
+		return nil, fmt.Errorf("kafka: topic %s: %w", s.cfg.Topic, retriable)
+	}
+	return rejects, nil
+}
+
+// permanent reports errors that sending again cannot fix.
+func permanent(err error) bool {
+	var ce sarama.ConfigurationError
+	if errors.As(err, &ce) { // the producer's own size check
+		return true
+	}
+	for _, p := range []error{sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidMessageSize, sarama.ErrInvalidMessage,
+		sarama.ErrTopicAuthorizationFailed, sarama.ErrClusterAuthorizationFailed, sarama.ErrInvalidRecord,
+		sarama.ErrInvalidTopic} {
+		if errors.Is(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// partitioner: a keyed message goes where sarama's hash partitioner puts
+// it; a message without key goes to the partition chosen by its batch
+// offset. Either way a re-sent message lands where the first copy did, so
+// the source can recognise it.
+type partitioner struct{ hash sarama.Partitioner }
+
+func newPartitioner(topic string) sarama.Partitioner {
+	return partitioner{hash: sarama.NewHashPartitioner(topic)}
+}
+
+func (p partitioner) Partition(m *sarama.ProducerMessage, n int32) (int32, error) {
+	if m.Key != nil {
+		return p.hash.Partition(m, n)
+	}
+	meta, _ := m.Metadata.(msgMeta)
+	return int32(meta.batch % uint64(n)), nil
+}
+
+func (p partitioner) RequiresConsistency() bool { return true }

@@ -1,0 +1,358 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicehq/sluice/agent/event"
+	"github.com/sluicehq/sluice/agent/pipeline"
+)
+
+var _ pipeline.Source = (*Source)(nil)
+
+// Source is the kafka source: one member of a consumer group.
+//
+// Lifecycle: NewSource, Open once, Read and Ack from one goroutine, Close
+// (safe without Open, safe twice). Open does not wait for Kafka: the group
+// is joined in the background, retrying with backoff while the cluster
+// cannot be reached.
+//
+// Positions: each batch's position holds the next offset of every
+// partition this member has consumed (and the duplicate marks, see the
+// package doc). On Open(resume), messages below the resumed offset of their
+// partition are skipped, whatever the group commit says; a partition with
+// no resumed offset starts at the group commit. Ack commits the acked
+// offsets to the group. A partition being revoked is held until every
+// message forwarded from it has been acked, so the next owner starts
+// exactly after this member's durable output.
+type Source struct {
+	cfg SourceConfig
+	log *slog.Logger
+
+	msgs    chan *sarama.ConsumerMessage
+	closing chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	// Read/Ack goroutine only.
+	resume  map[topicPart]int64
+	pos     position
+	builder event.Builder
+	posBuf  []byte
+	pending *sarama.ConsumerMessage // taken from msgs but over the batch's byte limit
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	sess      sarama.ConsumerGroupSession
+	forwarded map[topicPart]int64 // next offset after the last message handed to Read
+	acked     map[topicPart]int64 // next offset acked (durable downstream)
+	opened    bool
+	closed    bool
+}
+
+// NewSource returns a kafka source for cfg, which must be valid.
+func NewSource(cfg SourceConfig, logger *slog.Logger) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Source{cfg: cfg, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{}}
+	s.cond = sync.NewCond(&s.mu)
+	return s, nil
+}
+
+// Open decodes resume and starts joining the group.
+func (s *Source) Open(ctx context.Context, resume []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened {
+		return errors.New("kafka: Open called twice")
+	}
+	pos, err := decodePosition(resume)
+	if err != nil {
+		return err
+	}
+	sc, err := s.cfg.saramaConfig()
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	g := &sc.Consumer.Group
+	g.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	g.Session.Timeout = s.cfg.SessionTimeout.D
+	g.Heartbeat.Interval = s.cfg.HeartbeatInterval.D
+	g.Rebalance.Timeout = s.cfg.RebalanceTimeout.D
+	sc.Consumer.MaxWaitTime = s.cfg.MaxWait.D
+	sc.Consumer.Offsets.AutoCommit.Enable = false // offsets are committed by Ack only
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if s.cfg.StartAt == "latest" {
+		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	sc.Consumer.Return.Errors = true
+	if err := sc.Validate(); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	s.pos = pos
+	s.resume = map[topicPart]int64{}
+	for tp, off := range pos.Next {
+		s.resume[tp] = off
+		s.acked[tp] = off
+	}
+	s.msgs = make(chan *sarama.ConsumerMessage, 1024)
+	s.closing = make(chan struct{})
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.opened = true
+	s.wg.Add(1)
+	go s.run(runCtx, sc)
+	return nil
+}
+
+// run joins the group and consumes until Close, reconnecting with backoff.
+func (s *Source) run(ctx context.Context, sc *sarama.Config) {
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.cfg.Group, sc)
+		if err != nil {
+			s.log.Warn("kafka source: cannot reach the cluster; retrying", "brokers", s.cfg.Brokers, "backoff", backoff, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case err, ok := <-group.Errors():
+					if !ok {
+						return
+					}
+					s.log.Warn("kafka source: group error", "group", s.cfg.Group, "err", err)
+				case <-done:
+					return
+				}
+			}
+		}()
+		for ctx.Err() == nil {
+			if err := group.Consume(ctx, s.cfg.Topics, handler{s}); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+					break
+				}
+				s.log.Warn("kafka source: consume", "group", s.cfg.Group, "err", err)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+			}
+		}
+		group.Close()
+		close(done)
+	}
+}
+
+type handler struct{ s *Source }
+
+func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.s.mu.Lock()
+	h.s.sess = sess
+	h.s.mu.Unlock()
+	return nil
+}
+
+func (h handler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.s.mu.Lock()
+	if h.s.sess == sess {
+		h.s.sess = nil
+	}
+	h.s.mu.Unlock()
+	return nil
+}
+
+// ConsumeClaim forwards one partition's messages to Read. When the claim
+// ends (revoked, session over), it waits until everything it forwarded has
+// been acked — committed to the group — before letting the partition go.
+func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	s := h.s
+	tp := topicPart{claim.Topic(), claim.Partition()}
+loop:
+	for {
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				break loop
+			}
+			select {
+			case s.msgs <- m:
+				s.mu.Lock()
+				s.forwarded[tp] = m.Offset + 1
+				s.mu.Unlock()
+			case <-sess.Context().Done():
+				break loop
+			case <-s.closing:
+				return nil
+			}
+		case <-sess.Context().Done():
+			break loop
+		case <-s.closing:
+			return nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for !s.closed && s.acked[tp] < s.forwarded[tp] {
+		s.cond.Wait()
+	}
+	delete(s.forwarded, tp)
+	return nil
+}
+
+// Read returns up to max events, waiting for the first one.
+func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error) {
+	if !s.opened {
+		return pipeline.SourceBatch{}, errors.New("kafka: Read without Open")
+	}
+	s.builder.Reset()
+	changed := false
+	var bytes int64
+	take := func(m *sarama.ConsumerMessage) bool {
+		if s.builder.Len() > 0 && bytes+int64(len(m.Value)) > s.cfg.MaxBatchBytes.Bytes {
+			s.pending = m
+			return false
+		}
+		s.add(m, &changed)
+		bytes += int64(len(m.Value))
+		return true
+	}
+	if m := s.pending; m != nil {
+		s.pending = nil
+		take(m)
+	} else {
+		select {
+		case m := <-s.msgs:
+			take(m)
+		case <-ctx.Done():
+			return pipeline.SourceBatch{}, ctx.Err()
+		}
+	}
+fill:
+	for s.builder.Len() < max && s.pending == nil {
+		select {
+		case m := <-s.msgs:
+			take(m)
+		default:
+			break fill
+		}
+	}
+	if !changed {
+		return pipeline.SourceBatch{}, nil
+	}
+	s.posBuf = s.pos.encode(s.posBuf[:0])
+	var events []byte
+	if s.builder.Len() > 0 {
+		events = s.builder.Bytes()
+	}
+	return pipeline.SourceBatch{Events: events, Position: s.posBuf}, nil
+}
+
+// add turns one message into an event unless it is below the resumed
+// offset (already in our output) or a re-sent copy; either way the
+// partition's next offset advances.
+func (s *Source) add(m *sarama.ConsumerMessage, changed *bool) {
+	tp := topicPart{m.Topic, m.Partition}
+	if m.Offset < s.resume[tp] {
+		// Already durable in our output before the restart; the next
+		// message of this partition moves the position on.
+		if next := m.Offset + 1; next > s.pos.Next[tp] {
+			s.pos.Next[tp] = next
+			*changed = true
+		}
+		return
+	}
+	s.pos.Next[tp] = m.Offset + 1
+	*changed = true
+	var producer []byte
+	var sq seq
+	var hasSeq bool
+	e := event.Event{Key: m.Key, Body: m.Value}
+	if !m.Timestamp.IsZero() {
+		e.Time = m.Timestamp.UnixNano()
+	}
+	for _, h := range m.Headers {
+		switch string(h.Key) {
+		case HeaderProducer:
+			producer = h.Value
+		case HeaderSeq:
+			sq, hasSeq = parseSeq(h.Value)
+		default:
+			e.Headers = append(e.Headers, event.Header{Name: string(h.Key), Value: string(h.Value)})
+		}
+	}
+	if producer != nil && hasSeq {
+		k := markKey{topicPart: tp, Producer: string(producer)}
+		if last, ok := s.pos.Marks[k]; ok && !last.less(sq) {
+			return // a copy the producer sent again
+		}
+		s.pos.Marks[k] = sq
+	}
+	if e.Key == nil || len(e.Key) == 0 {
+		e.Key = nil
+	}
+	s.builder.Add(&e)
+}
+
+// Ack commits the offsets of pos to the group and releases partitions
+// waiting for them.
+func (s *Source) Ack(ctx context.Context, pos []byte) error {
+	p, err := decodePosition(pos)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	sess := s.sess
+	s.mu.Unlock()
+	if sess != nil {
+		for tp, off := range p.Next {
+			sess.MarkOffset(tp.Topic, tp.Partition, off, "")
+		}
+		sess.Commit() // synchronous: the offsets are on the broker after it
+	}
+	// Only now may a revoked partition go: its next owner starts at the
+	// commit just made.
+	s.mu.Lock()
+	for tp, off := range p.Next {
+		if off > s.acked[tp] {
+			s.acked[tp] = off
+		}
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	return nil
+}
+
+// Close leaves the group. Safe without Open and safe twice.
+func (s *Source) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.opened || s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.closing)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
