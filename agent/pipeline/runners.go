@@ -278,7 +278,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		tickEvery = time.Second
 	}
 
-	var out event.Builder
+	var out, scratch event.Builder
 	lastIn := in.Committed()
 	if minSeq > 0 {
 		lastIn, _ = decodeOffsetPos(minEnv.pos)
@@ -304,7 +304,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		if err := ticker.Tick(ctx, time.Unix(0, redo.tickNow), &out); err != nil {
 			return fmt.Errorf("bolt %s: redo tick: %w", s.Name, err)
 		}
-		if err := r.emit(ctx, kindTick, redo.tickNow, offsetPos(lastIn), &out, nil, nil, ""); err != nil {
+		if err := r.emit(ctx, kindTick, redo.tickNow, offsetPos(lastIn), &out, nil, ""); err != nil {
 			return err
 		}
 	}
@@ -320,10 +320,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 						return ctx.Err()
 					}
 					r.p.log.Error("tick failed", "stage", s.Name, "instance", r.instance, "err", err)
-					if r.state != nil {
-						r.state.dropDirty()
-					}
-				} else if err := r.emit(ctx, kindTick, now.UnixNano(), offsetPos(lastIn), &out, nil, nil, ""); err != nil {
+				} else if err := r.emit(ctx, kindTick, now.UnixNano(), offsetPos(lastIn), &out, nil, ""); err != nil {
 					return err
 				}
 				nextTick = now.Add(tickEvery)
@@ -352,31 +349,59 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			return nil // drained
 		}
 		if rec.Count > 0 {
-			r.st.in.Add(uint64(rec.Count))
-			origin := s.Input.Name + "/" + strconv.Itoa(r.instance) + "@" + strconv.FormatUint(rec.Offset, 10)
+			// With one output partition, records already waiting in the
+			// input are processed together and written as one record (one
+			// fsync): a stage whose appends wait on a slow disk then
+			// catches up in larger steps instead of falling behind. With
+			// several partitions each record stays its own batch, so that a
+			// batch redone after a crash is exactly the same (see above).
 			out.Reset()
-			rejects, perr := bolt.Process(ctx, rec.Batch, &out)
-			if perr != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			var dead []event.Event
+			var origin string
+			groupBytes, groupRecords := 0, 0
+			groupEnd := rec.Offset // offset of the group's last record
+			for {
+				origin = s.Input.Name + "/" + strconv.Itoa(r.instance) + "@" + strconv.FormatUint(rec.Offset, 10)
+				d, err := r.process(ctx, bolt, rec, &scratch, origin)
+				if err != nil {
+					return err
 				}
-				// The plugin failed this batch on every retry: the whole
-				// batch goes to the dead-letter channel, the pipeline goes on.
-				r.p.log.Error("batch failed; dead-lettered", "stage", s.Name, "instance", r.instance, "origin", origin, "err", perr)
-				if r.state != nil {
-					r.state.dropDirty()
+				if err := out.AddEncoded(scratch.Bytes()); err != nil {
+					return fmt.Errorf("bolt %s: output of %s: %w", s.Name, origin, err)
 				}
-				out.Reset()
-				rejects = make([]Reject, rec.Count)
-				for i := range rejects {
-					rejects[i] = Reject{Index: i, Reason: perr.Error()}
+				dead = append(dead, d...)
+				groupBytes += len(rec.Batch)
+				groupRecords++
+				groupEnd = rec.Offset
+				if len(r.targets) != 1 || groupBytes >= maxGroupBytes || groupRecords >= maxGroupRecords ||
+					(ticker != nil && !time.Now().Before(nextTick)) {
+					break
 				}
+				next, more, err := in.TryNext()
+				if err != nil {
+					return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+				}
+				if !more {
+					break
+				}
+				for more && next.Count == 0 { // position-only records: nothing to process
+					groupEnd = next.Offset
+					if next, more, err = in.TryNext(); err != nil {
+						return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+					}
+				}
+				if !more {
+					break
+				}
+				rec = next
 			}
-			if err := r.emit(ctx, kindInput, 0, offsetPos(rec.Offset), &out, rec.Batch, rejects, origin); err != nil {
+			if err := r.emit(ctx, kindInput, 0, offsetPos(groupEnd), &out, dead, origin); err != nil {
 				return err
 			}
+			lastIn = groupEnd // only now is the group's output durable
+		} else {
+			lastIn = rec.Offset
 		}
-		lastIn = rec.Offset
 		if time.Since(lastCommit) >= r.p.spec.CommitEvery {
 			if err := in.Commit(lastIn); err != nil {
 				return fmt.Errorf("bolt %s: commit %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
@@ -393,7 +418,7 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 // emit writes one batch's output to every target (the hop protocol), its
 // rejects to the dead-letter channel, skipping targets that already hold
 // this batch from before a crash.
-func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []byte, out *event.Builder, in []byte, rejects []Reject, origin string) error {
+func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []byte, out *event.Builder, dead []event.Event, origin string) error {
 	s := r.spec
 	r.seq++
 	seq := r.seq
@@ -454,10 +479,6 @@ func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []
 		}
 		return e.encode(nil)
 	}
-	dead, err := rejectedEvents(in, rejects, s.Name, origin)
-	if err != nil {
-		return fmt.Errorf("bolt %s: input batch: %w", s.Name, err)
-	}
 	dead = append(dead, extra...)
 	if len(dead) > 0 && r.dlqSeq < seq {
 		if err := deadLetter(ctx, s.DeadLetter, r.producer, s.Name, dead, envFor(false)); err != nil {
@@ -507,6 +528,39 @@ func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []
 		r.builders[0] = event.Builder{} // do not alias out
 	}
 	return nil
+}
+
+// Bounds of one coalesced group of input records.
+const (
+	maxGroupBytes   = 4 << 20
+	maxGroupRecords = 64
+)
+
+// process runs the bolt on one input record into scratch and returns the
+// record's dead letters. A batch the plugin fails on every retry is
+// dead-lettered whole, and the pipeline goes on. The record's bytes are
+// not used after it returns.
+func (r *boltRunner) process(ctx context.Context, bolt Bolt, rec channel.Record, scratch *event.Builder, origin string) ([]event.Event, error) {
+	s := r.spec
+	r.st.in.Add(uint64(rec.Count))
+	scratch.Reset()
+	rejects, perr := bolt.Process(ctx, rec.Batch, scratch)
+	if perr != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.p.log.Error("batch failed; dead-lettered", "stage", s.Name, "instance", r.instance, "origin", origin, "err", perr)
+		scratch.Reset()
+		rejects = make([]Reject, rec.Count)
+		for i := range rejects {
+			rejects[i] = Reject{Index: i, Reason: perr.Error()}
+		}
+	}
+	dead, err := rejectedEvents(rec.Batch, rejects, s.Name, origin)
+	if err != nil {
+		return nil, fmt.Errorf("bolt %s: input batch %s: %w", s.Name, origin, err)
+	}
+	return dead, nil
 }
 
 func stateReaderName(bolt string, instance int) string {

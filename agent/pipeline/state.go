@@ -101,13 +101,6 @@ func (s *memState) takeDelta() []byte {
 	return out
 }
 
-// dropDelta forgets changes not yet taken (a failed batch).
-func (s *memState) dropDirty() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.dirty)
-}
-
 // applyDelta replays an encoded delta (restore after a restart).
 func (s *memState) applyDelta(d []byte) error {
 	if len(d) == 0 {
