@@ -121,11 +121,12 @@ function layout(topo) {
   for (const c of topo.components) (cols[depth[c.id]] = cols[depth[c.id]] || []).push(c);
   const ncol = Object.keys(cols).length;
   const nrow = Math.max(1, ...Object.values(cols).map(c => c.length));
-  const W = Math.max(900, ncol * 150), H = Math.max(160, nrow * 80 + 40);
+  // 120px nodes with 70px gaps: room for a rate label over every edge
+  const W = Math.max(900, ncol * 190), H = Math.max(110, nrow * 80 + 30);
   const pos = {};
   for (const [d, cs] of Object.entries(cols)) {
     cs.forEach((c, i) => {
-      pos[c.id] = { x: 20 + d * (W - 160) / Math.max(1, ncol - 1), y: (H / (cs.length + 1)) * (i + 1) - 25 };
+      pos[c.id] = { x: 10 + d * (W - 140) / Math.max(1, ncol - 1), y: (H / (cs.length + 1)) * (i + 1) - 25 };
     });
   }
   return { pos, W, H };
@@ -158,7 +159,7 @@ function drawTopology() {
     const stageId = e.to.startsWith("channel/") ? e.from : e.to;
     const r = rates[stageId];
     const v = r ? (e.to.startsWith("channel/") ? r.out : r.in) : 0;
-    svg.append(el("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, "text-anchor": "middle", class: "edge-label", "data-edge": e.from + ">" + e.to }, rate(v) + "/s"));
+    svg.append(el("text", { x: (x1 + x2) / 2, y: Math.min(y1, y2) - 8, "text-anchor": "middle", class: "edge-label", "data-edge": e.from + ">" + e.to }, rate(v) + "/s"));
   }
   const problems = [];
   for (const c of topo.components) {
