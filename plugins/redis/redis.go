@@ -102,6 +102,7 @@ func (s *Sink) Open(ctx context.Context) error {
 		// The runner retries whole batches with its own backoff; retries
 		// inside the client would only hide an outage for longer.
 		MaxRetries:      -1,
+		DialerRetries:   1,
 		DisableIdentity: true,
 	})
 	return nil
@@ -174,18 +175,35 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	return rejects, nil
 }
 
-// apply runs WATCH fence; GET fence; and unless the batch was applied
+// apply runs WATCH fence, GET fence and, unless the batch was applied
 // already, MULTI; the commands; SET fence; EXEC.
 func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]pipeline.Reject, error) {
 	var rejects []pipeline.Reject
+	// A cluster client needs the key up front to pick the node, and sends
+	// WATCH itself; elsewhere WATCH and GET go in one round trip.
+	cluster := s.cfg.Mode == ModeCluster
+	var watchKeys []string
+	if cluster {
+		watchKeys = []string{fenceKey}
+	}
 	err := s.rdb.Watch(ctx, func(tx *goredis.Tx) error {
 		rejects = rejects[:0]
-		cur, err := tx.Get(ctx, fenceKey).Result()
+		var get *goredis.StringCmd
+		if _, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			if !cluster {
+				p.Do(ctx, "watch", fenceKey)
+			}
+			get = p.Get(ctx, fenceKey)
+			return nil
+		}); err != nil && err != goredis.Nil {
+			return err
+		}
+		cur, err := get.Result()
 		if err != nil && err != goredis.Nil {
 			return err
 		}
 		if err == nil && cur >= fv {
-			return nil // a replay of a batch already applied
+			return tx.Unwatch(ctx).Err() // a replay of a batch already applied
 		}
 		cmds, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			for i := range items {
@@ -212,7 +230,7 @@ func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]
 			}
 		}
 		return nil
-	}, fenceKey)
+	}, watchKeys...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}

@@ -47,6 +47,10 @@ type rawRecord struct {
 	Fields  *json.RawMessage `json:"fields"`
 	Channel *string          `json:"channel"`
 	Message *string          `json:"message"`
+
+	// strs backs the fast decoder's strings, so a record costs one
+	// allocation for its pointers, not one per field.
+	strs [6]string
 }
 
 // field bits, for checking which fields an op allows without maps.
@@ -73,13 +77,14 @@ var fieldNames = []string{"key", "field", "member", "value", "ttl_ms", "fields",
 // accept and refuse the same records (FuzzFastAgreesWithJSON checks it).
 func Parse(body []byte) (Command, error) {
 	var r rawRecord
-	if !fastDecode(body, &r) {
-		r = rawRecord{}
-		if err := slowDecode(body, &r); err != nil {
-			return Command{}, err
-		}
+	if fastDecode(body, &r) {
+		return check(&r)
 	}
-	return check(&r)
+	slow := new(rawRecord) // encoding/json needs it on the heap; the fast path keeps r on the stack
+	if err := slowDecode(body, slow); err != nil {
+		return Command{}, err
+	}
+	return check(slow)
 }
 
 func slowDecode(body []byte, r *rawRecord) error {
@@ -100,35 +105,64 @@ func check(r *rawRecord) (Command, error) {
 	}
 	c := Command{Op: *r.Op}
 	var need []string
-	str := func(name string, p *string, dst *string) {
-		if p == nil {
-			need = append(need, name)
-		} else {
-			*dst = *p
-		}
-	}
 	var allowed int
 	switch c.Op {
 	case "hincrby", "hincrbyfloat", "hset":
-		str("key", r.Key, &c.Key)
-		str("field", r.Field, &c.Field)
+		if r.Key == nil {
+			need = append(need, "key")
+		} else {
+			c.Key = *r.Key
+		}
+		if r.Field == nil {
+			need = append(need, "field")
+		} else {
+			c.Field = *r.Field
+		}
 		allowed = fKey | fField | fValue
 	case "zincrby":
-		str("key", r.Key, &c.Key)
-		str("member", r.Member, &c.Field)
+		if r.Key == nil {
+			need = append(need, "key")
+		} else {
+			c.Key = *r.Key
+		}
+		if r.Member == nil {
+			need = append(need, "member")
+		} else {
+			c.Field = *r.Member
+		}
 		allowed = fKey | fMember | fValue
 	case "set":
-		str("key", r.Key, &c.Key)
+		if r.Key == nil {
+			need = append(need, "key")
+		} else {
+			c.Key = *r.Key
+		}
 		allowed = fKey | fValue | fTTL
 	case "expire":
-		str("key", r.Key, &c.Key)
+		if r.Key == nil {
+			need = append(need, "key")
+		} else {
+			c.Key = *r.Key
+		}
 		allowed = fKey | fTTL
 	case "xadd":
-		str("key", r.Key, &c.Key)
+		if r.Key == nil {
+			need = append(need, "key")
+		} else {
+			c.Key = *r.Key
+		}
 		allowed = fKey | fFields
 	case "publish":
-		str("channel", r.Channel, &c.Key)
-		str("message", r.Message, &c.Str)
+		if r.Channel == nil {
+			need = append(need, "channel")
+		} else {
+			c.Key = *r.Channel
+		}
+		if r.Message == nil {
+			need = append(need, "message")
+		} else {
+			c.Str = *r.Message
+		}
 		allowed = fChannel | fMessage
 	default:
 		return Command{}, fmt.Errorf("unknown op %q (known: hincrby, hincrbyfloat, hset, zincrby, set, expire, xadd, publish)", c.Op)

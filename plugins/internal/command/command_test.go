@@ -112,3 +112,13 @@ func FuzzFastAgreesWithJSON(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	body := []byte(`{"op":"hincrby","key":"rev:cat:2026-11-25T12:00","field":"books","value":2500}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -17,7 +17,8 @@ func fastDecode(b []byte, r *rawRecord) bool {
 	}
 	var seen int
 	for {
-		name, j, ok := plainString(b, i)
+		nameB, j, ok := plainString(b, i)
+		name := string(nameB) // compared only: no allocation
 		if !ok {
 			return false
 		}
@@ -32,8 +33,14 @@ func fastDecode(b []byte, r *rawRecord) bool {
 		var str string
 		var num []byte
 		if b[i] == '"' {
-			if str, j, ok = plainString(b, i); !ok {
+			var sb []byte
+			if sb, j, ok = plainString(b, i); !ok {
 				return false
+			}
+			if name == "op" {
+				str = intern(sb)
+			} else {
+				str = string(sb)
 			}
 		} else {
 			if j, ok = number(b, i); !ok {
@@ -49,17 +56,23 @@ func fastDecode(b []byte, r *rawRecord) bool {
 		seen |= bit
 		switch bit {
 		case fOp:
-			r.Op = &str
+			r.strs[0] = str
+			r.Op = &r.strs[0]
 		case fKey:
-			r.Key = &str
+			r.strs[1] = str
+			r.Key = &r.strs[1]
 		case fField:
-			r.Field = &str
+			r.strs[2] = str
+			r.Field = &r.strs[2]
 		case fMember:
-			r.Member = &str
+			r.strs[3] = str
+			r.Member = &r.strs[3]
 		case fChannel:
-			r.Channel = &str
+			r.strs[4] = str
+			r.Channel = &r.strs[4]
 		case fMessage:
-			r.Message = &str
+			r.strs[5] = str
+			r.Message = &r.strs[5]
 		case fValue:
 			if num != nil {
 				r.Value = num
@@ -129,25 +142,36 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// intern returns the constant for a known op, so the usual record does
+// not allocate its op.
+func intern(op []byte) string {
+	for _, o := range Ops {
+		if o == string(op) {
+			return o
+		}
+	}
+	return string(op)
+}
+
 // plainString reads a JSON string at b[i] that has no escapes and no
 // control characters and is valid UTF-8.
-func plainString(b []byte, i int) (string, int, bool) {
+func plainString(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '"' {
-		return "", 0, false
+		return nil, 0, false
 	}
 	for j := i + 1; j < len(b); j++ {
 		switch c := b[j]; {
 		case c == '"':
 			s := b[i+1 : j]
 			if !utf8.Valid(s) {
-				return "", 0, false
+				return nil, 0, false
 			}
-			return string(s), j + 1, true
+			return s, j + 1, true
 		case c == '\\' || c < 0x20:
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
-	return "", 0, false
+	return nil, 0, false
 }
 
 // number reads a JSON number at b[i]:
