@@ -77,11 +77,11 @@ const readDOM = `JSON.stringify((() => {
     cityValues: all('#cities .row', e => +e.dataset.value),
     skus: all('#skus .row', e => e.dataset.name),
     skuValues: all('#skus .row', e => +e.dataset.value),
-    nodes: all('#topology [data-component]', e => e.dataset.component + '=' + e.querySelector('text').textContent),
+    nodes: all('#topology [data-component]', e => e.dataset.component + '=' + e.querySelector('text')?.textContent),
     failedNodes: document.querySelectorAll('#topology .node.failed').length,
     edgeRates: all('#topology .edge-label', e => e.textContent),
-    badge: document.getElementById('agent-state').textContent,
-    revenue: document.getElementById('total-revenue').textContent,
+    badge: document.getElementById('agent-state')?.textContent,
+    revenue: document.getElementById('total-revenue')?.textContent,
   };
 })())`
 
