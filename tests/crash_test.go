@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/plugintool"
 	"github.com/sluicehq/sluice/internal/orders"
+	"github.com/sluicehq/sluice/plugins/store"
 )
 
 // buildSluice builds the agent binary into dir.
@@ -64,22 +67,50 @@ type = "file"
 input = "orders"
 [sinks.out.config]
 path = "DIR/out/orders.jsonl"
+
+# The stateful branch: per-minute totals, closed by tick, into the embedded
+# store and (for the test to watch while the agent runs) a file.
+[channels.results]
+
+[bolts.stats]
+wasm = "DIR/order-stats.wasm"
+input = "orders"
+output = "results"
+capabilities = ["state"]
+tick = "200ms"
+config = { lateness_ms = 0 }
+
+[sinks.store]
+type = "store"
+input = "results"
+config = { path = "DIR/results.db" }
+
+[sinks.results_file]
+type = "file"
+input = "results"
+config = { path = "DIR/results/results.jsonl" }
 `
 
-// TestCrashKill9 writes an order log with rotations while the agent
-// (tail → file channel → order-parse → file channel → file sink) is killed
-// with SIGKILL ten times at random moments and restarted; at the end the
-// file sink must hold every order exactly once.
+// TestCrashKill9 writes an order log with rotations while the agent is
+// killed with SIGKILL ten times at random moments and restarted:
+//
+//	tail → [raw] → order-parse → [orders] → file sink
+//	                                     └→ order-stats (stateful) → [results] → store, file sink
+//
+// At the end the file sink holds every order exactly once, and the per-minute
+// totals in the store equal the ground truth computed from the generator.
 func TestCrashKill9(t *testing.T) {
 	if os.Getenv("SLUICE_TEST_SHORT") != "" {
 		t.Skip("SLUICE_TEST_SHORT set: long end-to-end test skipped")
 	}
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	if _, err := plugintool.Build(context.Background(), "../wasm-examples/order-parse", filepath.Join(dir, "order-parse.wasm")); err != nil {
-		t.Fatal(err)
+	for src, out := range map[string]string{"../wasm-examples/order-parse": "order-parse.wasm", "../wasm-examples/order-stats/c": "order-stats.wasm"} {
+		if _, err := plugintool.Build(context.Background(), src, filepath.Join(dir, out)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, d := range []string{"logs", "out"} {
+	for _, d := range []string{"logs", "out", "results"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +125,9 @@ func TestCrashKill9(t *testing.T) {
 		fmt.Sscan(s, &total)
 	}
 	const rotateEvery = 100_000
-	g := orders.NewGenerator(orders.GenConfig{Seed: 42})
+	// 1 ms between orders: every minute window lies in the past, so the
+	// ticks close them all and the totals can be compared exactly.
+	g := orders.NewGenerator(orders.GenConfig{Seed: 42, Step: time.Millisecond})
 
 	// The writer: ~250k lines/s, rename+create rotation every rotateEvery lines.
 	var written atomic.Int64
@@ -132,20 +165,42 @@ func TestCrashKill9(t *testing.T) {
 		}()
 	}()
 
-	start := func() (*exec.Cmd, *bytes.Buffer) {
-		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "run", "-c", cfgPath)
-		cmd.Stderr = &stderr
+	// start runs the agent; started is closed once it logs that every stage
+	// runs, so that kills land while data flows, not during start-up.
+	start := func() (cmd *exec.Cmd, log *syncBuffer, started chan struct{}, done chan struct{}) {
+		cmd = exec.Command(bin, "run", "-c", cfgPath)
+		pipe, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd, &stderr
+		log, started, done = &syncBuffer{}, make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(pipe)
+			once := false
+			for sc.Scan() {
+				log.write(sc.Text() + "\n")
+				if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
+					once = true
+					close(started)
+				}
+			}
+		}()
+		return cmd, log, started, done
 	}
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	for kill := 1; kill <= 10; kill++ {
-		cmd, stderr := start()
-		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+		cmd, stderr, started, done := start()
+		select {
+		case <-started:
+		case <-done:
+		}
+		time.Sleep(time.Duration(100+rng.IntN(1500)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
 		err := cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("agent exited before kill %d (%v):\n%s", kill, err, stderr)
@@ -155,12 +210,14 @@ func TestCrashKill9(t *testing.T) {
 	if err := <-genDone; err != nil {
 		t.Fatal(err)
 	}
-	cmd, stderr := start()
+	cmd, stderr, _, done := start()
+	want := orders.GroundTruth(g, 0, uint64(total), nil)
 	deadline := time.Now().Add(3 * time.Minute)
-	for len(readIDs(t, dir)) < total && time.Now().Before(deadline) {
+	for (len(readIDs(t, dir)) < total || len(readTotals(t, dir).Diff(want, 1)) > 0) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	<-done
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", err, stderr)
 	}
@@ -192,6 +249,107 @@ func TestCrashKill9(t *testing.T) {
 	if lost != 0 || dup != 0 || len(count) != 0 {
 		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), examples)
 	}
+	if d := readTotals(t, dir).Diff(want, 5); len(d) > 0 {
+		t.Errorf("results file differs from the ground truth: %v", d)
+	}
+	got := storeTotals(t, filepath.Join(dir, "results.db"))
+	if d := got.Diff(want, 5); len(d) > 0 {
+		t.Errorf("store totals differ from the ground truth after 10 SIGKILLs: %v", d)
+	} else {
+		t.Logf("store: %d hashes and %d sorted sets equal the ground truth exactly", len(got.Hashes), len(got.ZSets))
+	}
+}
+
+// readTotals applies the command records in the results file sink's files.
+func readTotals(t *testing.T, dir string) *orders.Totals {
+	t.Helper()
+	tot := orders.NewTotals()
+	files, _ := filepath.Glob(filepath.Join(dir, "results", "results.jsonl*"))
+	for _, f := range files {
+		if strings.HasSuffix(f, ".fence") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if len(line) > 0 {
+				if err := tot.ApplyCommand(line); err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+			}
+		}
+	}
+	return tot
+}
+
+// storeTotals reads every hash and sorted set of the store at path.
+func storeTotals(t *testing.T, path string) *orders.Totals {
+	t.Helper()
+	cfg := store.DefaultConfig()
+	cfg.Path = path
+	st, err := store.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := st.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	keys, err := st.Scan("", 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := orders.NewTotals()
+	for _, k := range keys {
+		switch k.Type {
+		case "hash":
+			h, err := st.HGetAll(k.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]int64{}
+			for f, v := range h {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatalf("store %s %s = %q: %v", k.Key, f, v, err)
+				}
+				m[f] = n
+			}
+			tot.Hashes[k.Key] = m
+		case "zset":
+			z, err := st.ZTop(k.Key, 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]int64{}
+			for _, e := range z {
+				m[e.Member] = int64(e.Score)
+			}
+			tot.ZSets[k.Key] = m
+		}
+	}
+	return tot
+}
+
+// syncBuffer collects a child's log lines for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) write(line string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(line)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // readIDs returns the order_id of every line in the file sink's files.
