@@ -35,8 +35,10 @@ type Options struct {
 	// Reload applies the config again (issue 6 reload); nil makes Reload
 	// fail with "reload is not available".
 	Reload func(ctx context.Context) error
-	// ResultsStage names the store sink whose results the dashboard shows;
-	// "" picks the first store sink of the config.
+	// Results, when set, is where the dashboard reads results (e.g.
+	// RedisResults when the pipeline writes to Redis); otherwise the store
+	// sink named ResultsStage, or the config's first store sink when "".
+	Results      admin.ResultsReader
 	ResultsStage string
 	// FailedFor overrides DefaultFailedFor.
 	FailedFor time.Duration
@@ -200,6 +202,9 @@ func (a *Agent) Status() admin.Status {
 // Results implements admin.Agent: the newest instance of the results
 // store sink, or nil when the config has none.
 func (a *Agent) Results() admin.ResultsReader {
+	if a.opts.Results != nil {
+		return a.opts.Results
+	}
 	t, cfg := a.current()
 	if t == nil || cfg == nil {
 		return nil
