@@ -80,7 +80,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("admin: address %q: %w", c.Addr, err)
 	}
 	if !IsLoopback(host) && c.Token == "" {
-		return fmt.Errorf("admin: address %q is reachable from other machines; set a token (admin token / SLUICE_ADMIN_TOKEN) or bind to 127.0.0.1", c.Addr)
+		return fmt.Errorf("admin: address %q is reachable from other machines; set a bearer token or bind to a loopback address such as 127.0.0.1", c.Addr)
 	}
 	return nil
 }

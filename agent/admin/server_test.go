@@ -119,6 +119,8 @@ func TestTokenEnforcedOffLoopback(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/reload", nil)
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("POST /api/reload without token: %v %v, want 401", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	if resp, _ := get(t, base+"/healthz"); resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz is for probes and needs no token; got %s", resp.Status)
@@ -128,6 +130,8 @@ func TestTokenEnforcedOffLoopback(t *testing.T) {
 	browser := &http.Client{Jar: jar}
 	if resp, err := browser.Get(base + "/?token=wrong"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/?token=wrong: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	resp, err := browser.Get(base + "/?token=" + token)
 	if err != nil || resp.StatusCode != http.StatusOK || resp.Request.URL.RawQuery != "" {
@@ -136,6 +140,8 @@ func TestTokenEnforcedOffLoopback(t *testing.T) {
 	resp.Body.Close()
 	if resp, err := browser.Get(base + "/api/status"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/api/status with the cookie: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -457,6 +463,7 @@ func TestReload(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("reload: %v %v", resp, err)
 	}
+	resp.Body.Close()
 	a.set(func(f *fakeAgent) { f.reloadErr = errors.New("bolts.parse.wasm: no such file") })
 	resp, err = http.Post(ts.URL+"/api/reload", "", nil)
 	if err != nil {
@@ -491,5 +498,45 @@ func TestDashboardOffline(t *testing.T) {
 		if path == "/" && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Errorf("no CSP on the page")
 		}
+	}
+}
+
+// TestStopEndsStreams checks that Stop ends a live /api/events stream
+// instead of waiting for the client to leave.
+func TestStopEndsStreams(t *testing.T) {
+	s, err := admin.New(newFakeAgent(), admin.Config{Addr: "127.0.0.1:0", Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Error("a second Start succeeded")
+	}
+	resp, err := http.Get("http://" + s.Addr() + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() {
+		n := 0
+		ended <- client.ReadSSE(resp.Body, func(client.Message) error {
+			if n++; n == 1 {
+				close(first)
+			}
+			return nil
+		})
+	}()
+	<-first // the stream is live
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop with a live stream: %v", err)
+	}
+	if err := <-ended; err != nil {
+		t.Errorf("stream ended with %v", err)
 	}
 }
