@@ -43,8 +43,11 @@ type Sink struct {
 	rdb     goredis.UniversalClient
 	prefix  string // FencePrefix + instance id + ":"
 
-	cmds   []item // reused between batches
+	bodies [][]byte // reused between batches
+	parsed []parsed
+	cmds   []item
 	groups map[uint16][]item
+	fences map[string]string // fence key → fence this sink knows is stored
 }
 
 type item struct {
@@ -85,6 +88,7 @@ func (s *Sink) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 	s.prefix = s.cfg.FencePrefix + id + ":"
+	s.fences = map[string]string{}
 	s.rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{
 		Addrs:            s.cfg.Addrs,
 		MasterName:       s.cfg.MasterName,
@@ -118,6 +122,53 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
+// parseSplit is the batch size from which parsing is split between two
+// goroutines: decoding JSON is most of the sink's own CPU time, and the
+// machine's other cores are idle while it runs.
+const parseSplit = 256
+
+// parse decodes s.bodies into s.cmds and returns the rejects.
+func (s *Sink) parse() []pipeline.Reject {
+	n := len(s.bodies)
+	if cap(s.parsed) < n {
+		s.parsed = make([]parsed, n)
+	}
+	s.parsed = s.parsed[:n]
+	one := func(from, to int) {
+		for i := from; i < to; i++ {
+			s.parsed[i].cmd, s.parsed[i].err = command.Parse(s.bodies[i])
+		}
+	}
+	if n < parseSplit {
+		one(0, n)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one(n/2, n)
+		}()
+		one(0, n/2)
+		wg.Wait()
+	}
+	var rejects []pipeline.Reject
+	s.cmds = s.cmds[:0]
+	for i := range s.parsed {
+		if err := s.parsed[i].err; err != nil {
+			rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
+		} else {
+			s.cmds = append(s.cmds, item{index: i, cmd: s.parsed[i].cmd})
+		}
+		s.parsed[i] = parsed{} // drop references into the batch
+	}
+	return rejects
+}
+
+type parsed struct {
+	cmd command.Command
+	err error
+}
+
 // fenceValue is the fence as fixed-width decimal, so that comparing the
 // stored string with a new one orders them like the offsets.
 func fenceValue(off uint64) string { return fmt.Sprintf("%020d", off) }
@@ -129,20 +180,15 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	if s.rdb == nil {
 		return nil, errors.New("redis: Write without Open")
 	}
-	var rejects []pipeline.Reject
-	s.cmds = s.cmds[:0]
+	s.bodies = s.bodies[:0]
 	err := event.Iterate(batch, func(i int, e *event.Event) error {
-		c, err := command.Parse(e.Body)
-		if err != nil {
-			rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
-			return nil
-		}
-		s.cmds = append(s.cmds, item{index: i, cmd: c})
+		s.bodies = append(s.bodies, e.Body)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	rejects := s.parse()
 	fv := fenceValue(fence.Offset)
 	if s.cfg.Mode != ModeCluster {
 		r, err := s.apply(ctx, s.prefix+fence.Stream, fv, s.cmds)
@@ -175,19 +221,44 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	return rejects, nil
 }
 
-// apply runs WATCH fence, GET fence and, unless the batch was applied
-// already, MULTI; the commands; SET fence; EXEC.
+// apply applies items and the fence fv under fenceKey, atomically, unless
+// the fence shows the batch applied already.
+//
+// The first batch of a stream after Open reads the fence under WATCH:
+// WATCH+GET in one round trip, then MULTI … SET fence EXEC (a cluster client
+// sends WATCH itself, one more round trip). After that this sink knows the
+// stream's fence — it is the stream's only writer (the instance id makes
+// fence keys unique to one agent) — and sends MULTI … SET fence GET EXEC
+// alone: one round trip per batch, like a bare pipeline. The old value GET
+// returns must be the fence this sink last wrote; if not, something else
+// wrote the key, which is logged as an error. Any failure forgets the
+// known fence, so the next attempt reads it again.
 func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]pipeline.Reject, error) {
+	if last, ok := s.fences[fenceKey]; ok {
+		if fv <= last {
+			return nil, nil // a replay of a batch this sink applied
+		}
+		var prev string
+		rejects, err := s.exec(ctx, s.rdb.TxPipelined, fenceKey, fv, items, &prev)
+		if err != nil {
+			delete(s.fences, fenceKey)
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		if prev != last {
+			s.log.Error("redis sink: fence changed by another writer; is instance_id shared by two agents?",
+				"key", fenceKey, "expected", last, "found", prev)
+		}
+		s.fences[fenceKey] = fv
+		return rejects, nil
+	}
 	var rejects []pipeline.Reject
-	// A cluster client needs the key up front to pick the node, and sends
-	// WATCH itself; elsewhere WATCH and GET go in one round trip.
 	cluster := s.cfg.Mode == ModeCluster
 	var watchKeys []string
 	if cluster {
 		watchKeys = []string{fenceKey}
 	}
+	known := ""
 	err := s.rdb.Watch(ctx, func(tx *goredis.Tx) error {
-		rejects = rejects[:0]
 		var get *goredis.StringCmd
 		if _, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			if !cluster {
@@ -203,36 +274,54 @@ func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]
 			return err
 		}
 		if err == nil && cur >= fv {
+			known = cur
 			return tx.Unwatch(ctx).Err() // a replay of a batch already applied
 		}
-		cmds, err := tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			for i := range items {
-				queue(ctx, p, &items[i].cmd)
-			}
-			p.Set(ctx, fenceKey, fv, 0)
-			return nil
-		})
-		if len(cmds) != len(items)+1 {
-			if err == nil {
-				err = fmt.Errorf("transaction returned %d replies for %d commands", len(cmds), len(items)+1)
-			}
-			return err
+		var prev string
+		rejects, err = s.exec(ctx, tx.TxPipelined, fenceKey, fv, items, &prev)
+		if err == nil {
+			known = fv
 		}
-		// The fence reply tells whether EXEC ran: if it did not (network
-		// error, EXECABORT, a watched key changed), nothing was applied.
-		if ferr := cmds[len(items)].Err(); ferr != nil {
-			return ferr
-		}
-		for i, c := range cmds[:len(items)] {
-			if cerr := c.Err(); cerr != nil {
-				rejects = append(rejects, pipeline.Reject{Index: items[i].index,
-					Reason: fmt.Sprintf("redis refused %s %s: %v", items[i].cmd.Op, items[i].cmd.Key, cerr)})
-			}
-		}
-		return nil
+		return err
 	}, watchKeys...)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
+	}
+	s.fences[fenceKey] = known
+	return rejects, nil
+}
+
+// exec sends MULTI, the commands, SET fence GET, EXEC through txPipelined
+// and sorts the replies into rejects; prev receives the fence's old value.
+func (s *Sink) exec(ctx context.Context, txPipelined func(context.Context, func(goredis.Pipeliner) error) ([]goredis.Cmder, error),
+	fenceKey, fv string, items []item, prev *string) ([]pipeline.Reject, error) {
+	var fenceCmd *goredis.Cmd
+	cmds, err := txPipelined(ctx, func(p goredis.Pipeliner) error {
+		for i := range items {
+			queue(ctx, p, &items[i].cmd)
+		}
+		fenceCmd = p.Do(ctx, "set", fenceKey, fv, "get")
+		return nil
+	})
+	if len(cmds) != len(items)+1 {
+		if err == nil {
+			err = fmt.Errorf("transaction returned %d replies for %d commands", len(cmds), len(items)+1)
+		}
+		return nil, err
+	}
+	// The fence reply tells whether EXEC ran: if it did not (network
+	// error, EXECABORT, a watched key changed), nothing was applied.
+	old, ferr := fenceCmd.Text()
+	if ferr != nil && ferr != goredis.Nil {
+		return nil, ferr
+	}
+	*prev = old
+	var rejects []pipeline.Reject
+	for i, c := range cmds[:len(items)] {
+		if cerr := c.Err(); cerr != nil {
+			rejects = append(rejects, pipeline.Reject{Index: items[i].index,
+				Reason: fmt.Sprintf("redis refused %s %s: %v", items[i].cmd.Op, items[i].cmd.Key, cerr)})
+		}
 	}
 	return rejects, nil
 }
