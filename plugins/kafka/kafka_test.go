@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -392,4 +393,26 @@ func FuzzParseSeq(f *testing.F) {
 			t.Fatalf("%q parsed to %v", b, s)
 		}
 	})
+}
+
+func TestSASLPlainAndSCRAM(t *testing.T) {
+	brokers := testkafka.StartWith(t, []kfake.Opt{kfake.EnableSASL(),
+		kfake.Superuser("PLAIN", "plain", "p1"),
+		kfake.Superuser("SCRAM-SHA-256", "s256", "p2"),
+		kfake.Superuser("SCRAM-SHA-512", "s512", "p3"),
+	}, 1, "t")
+	for _, c := range []struct{ mech, user, pass string }{
+		{"PLAIN", "plain", "p1"}, {"SCRAM-SHA-256", "s256", "p2"}, {"SCRAM-SHA-512", "s512", "p3"},
+	} {
+		s := newSink(t, brokers, "t", func(cfg *SinkConfig) { cfg.SASL = SASL{Mechanism: c.mech, Username: c.user, Password: c.pass} })
+		if _, err := s.Write(context.Background(), orders(0, 1), pipeline.Fence{Stream: c.mech, Offset: 1}); err != nil {
+			t.Errorf("%s: %v", c.mech, err)
+		}
+		bad := newSink(t, brokers, "t", func(cfg *SinkConfig) {
+			cfg.SASL = SASL{Mechanism: c.mech, Username: c.user, Password: "wrong"}
+		})
+		if _, err := bad.Write(context.Background(), orders(0, 1), pipeline.Fence{Stream: c.mech, Offset: 1}); err == nil {
+			t.Errorf("%s: a wrong password was accepted", c.mech)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/IBM/sarama"
@@ -138,6 +139,9 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	own := append([]byte(nil), batch...)
 	producer := []byte(s.id + ":" + fence.Stream)
 	msgs := make([]*sarama.ProducerMessage, 0, n)
+	// Sequence header values of the whole batch in one buffer, sized up
+	// front so the slices taken from it stay valid.
+	seqBuf := make([]byte, 0, n*(len(strconv.FormatUint(fence.Offset, 10))+12))
 	err = event.Iterate(own, func(i int, e *event.Event) error {
 		m := &sarama.ProducerMessage{Topic: s.cfg.Topic, Value: sarama.ByteEncoder(e.Body),
 			Metadata: msgMeta{index: i, batch: fence.Offset}}
@@ -151,8 +155,12 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 		for _, h := range e.Headers {
 			hs = append(hs, sarama.RecordHeader{Key: []byte(h.Name), Value: []byte(h.Value)})
 		}
-		hs = append(hs, sarama.RecordHeader{Key: []byte(HeaderProducer), Value: producer},
-			sarama.RecordHeader{Key: []byte(HeaderSeq), Value: []byte(seq{fence.Offset, uint32(i)}.String())})
+		start := len(seqBuf)
+		seqBuf = strconv.AppendUint(seqBuf, fence.Offset, 10)
+		seqBuf = append(seqBuf, '.')
+		seqBuf = strconv.AppendUint(seqBuf, uint64(i), 10)
+		hs = append(hs, sarama.RecordHeader{Key: headerProducerKey, Value: producer},
+			sarama.RecordHeader{Key: headerSeqKey, Value: seqBuf[start:len(seqBuf):len(seqBuf)]})
 		m.Headers = hs
 		msgs = append(msgs, m)
 		return nil
@@ -196,6 +204,9 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	}
 	return rejects, nil
 }
+
+// Header names as bytes, shared by every message (sarama only reads them).
+var headerProducerKey, headerSeqKey = []byte(HeaderProducer), []byte(HeaderSeq)
 
 // permanent reports errors that sending again cannot fix.
 func permanent(err error) bool {

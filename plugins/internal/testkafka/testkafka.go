@@ -14,12 +14,18 @@ import (
 // partitions, and returns its bootstrap addresses.
 func Start(t testing.TB, partitions int32, topics ...string) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(
+	return StartWith(t, nil, partitions, topics...)
+}
+
+// StartWith is Start with more kfake options (e.g. kfake.EnableSASL()).
+func StartWith(t testing.TB, opts []kfake.Opt, partitions int32, topics ...string) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, topics...),
 		// Short sessions so groups settle quickly when a member leaves.
-		kfake.GroupMinSessionTimeout(100*time.Millisecond),
-	)
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+	}, opts...)...)
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}
