@@ -7,6 +7,8 @@ import (
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/plugins/file"
+	"github.com/sluicehq/sluice/plugins/kafka"
+	"github.com/sluicehq/sluice/plugins/redis"
 	"github.com/sluicehq/sluice/plugins/stdout"
 	"github.com/sluicehq/sluice/plugins/store"
 	"github.com/sluicehq/sluice/plugins/tail"
@@ -51,11 +53,33 @@ func Builtin() *Registry {
 			return store.New(c, env.Logger)
 		},
 	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSource, Type: "kafka", Sample: kafka.SourceSampleConfig,
+		NewConfig: func() any { c := kafka.DefaultSourceConfig(); return &c },
+		NewSource: func(cfg any, env Env) (pipeline.Source, error) {
+			return kafka.NewSource(*cfg.(*kafka.SourceConfig), env.Logger)
+		},
+	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "kafka", Sample: kafka.SinkSampleConfig,
+		NewConfig: func() any { c := kafka.DefaultSinkConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			return kafka.NewSink(*cfg.(*kafka.SinkConfig), partitionPath(env.DataDir, env), env.Logger)
+		},
+	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "redis", Sample: redis.SampleConfig,
+		NewConfig: func() any { c := redis.DefaultConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			return redis.New(*cfg.(*redis.Config), partitionPath(env.DataDir, env), env.Logger)
+		},
+	}))
 	return r
 }
 
 // partitionPath gives each instance of a sink reading a partitioned channel
-// its own file: PATH.pN. One instance (the usual case) keeps PATH.
+// its own file or directory: PATH.pN. One instance (the usual case) keeps
+// PATH.
 func partitionPath(path string, env Env) string {
 	if env.Partitions <= 1 {
 		return path

@@ -57,7 +57,21 @@ func TestBuiltinSamplesValidate(t *testing.T) {
 		case config.KindSink:
 			stage = "[channels.c]\n[sources.s]\nwasm = \"m.wasm\"\noutput = \"c\"\n[sinks.x]\ntype = %q\ninput = \"c\"\n[sinks.x.config]\n"
 		}
-		text := fmt.Sprintf(stage, p.Type) + p.Sample
+		// The sample is the plugin's own table: its sub-table headers
+		// ([tls]) live under [KIND.x.config].
+		prefix := map[config.Kind]string{config.KindSource: "sources", config.KindBolt: "bolts", config.KindSink: "sinks"}[p.Kind] + ".x.config."
+		var sample []string
+		for _, line := range strings.Split(p.Sample, "\n") {
+			t := strings.TrimSpace(line)
+			switch {
+			case strings.HasPrefix(t, "[["):
+				line = "[[" + prefix + strings.TrimPrefix(t, "[[")
+			case strings.HasPrefix(t, "["):
+				line = "[" + prefix + strings.TrimPrefix(t, "[")
+			}
+			sample = append(sample, line)
+		}
+		text := fmt.Sprintf(stage, p.Type) + strings.Join(sample, "\n")
 		_, err := config.Parse(p.Type+".toml", []byte(text), r)
 		// The placeholder modules do not exist; everything else must be clean.
 		if es, ok := err.(config.Errors); ok {
