@@ -142,14 +142,16 @@ func (t *Tail) Open(ctx context.Context, resume []byte) error {
 			}
 			s.Gone = true
 		}
-		f, fi, err := openFile(path)
+		f, fi, path, err := t.openByID(fileID{s.Dev, s.Ino}, path)
 		if err != nil {
 			t.log.Error("tail: cannot reopen file", "path", path, "err", err)
 			continue
 		}
 		fl := &follower{fileState: s, f: f, lastGrowth: now}
 		fl.Path = path
-		if !t.fingerprintMatches(f, s.FpLen, s.Fp) || fi.Size() < int64(s.Offset) {
+		if fpOK := t.fingerprintMatches(f, s.FpLen, s.Fp); !fpOK || fi.Size() < int64(s.Offset) {
+			t.log.Info("tail: saved position does not fit the file", "path", path, "size", fi.Size(),
+				"saved_offset", s.Offset, "fingerprint_matches", fpOK)
 			// Truncated (or truncated and rewritten) while stopped.
 			if s.Gone {
 				f.Close()
@@ -158,6 +160,7 @@ func (t *Tail) Open(ctx context.Context, resume []byte) error {
 			t.truncated(fl, "while stopped")
 		}
 		t.add(fl, -1)
+		t.log.Info("tail: resuming file", "path", fl.Path, "offset", fl.Offset, "fingerprint_bytes", fl.FpLen, "gone", fl.Gone)
 	}
 	ids := make([]fileID, 0, len(matched))
 	for id := range matched {
@@ -536,7 +539,9 @@ func (t *Tail) truncated(fl *follower, when string) {
 			return t.fingerprintMatches(f, fl.FpLen, fl.Fp)
 		})
 		if copyPath != "" {
-			if f, fi, err := openFile(copyPath); err == nil {
+			if f, fi, err := openFile(copyPath); err == nil && !t.fingerprintMatches(f, fl.FpLen, fl.Fp) {
+				f.Close() // renamed between the lookup and the open; the next truncation check retries
+			} else if err == nil {
 				cp := &follower{fileState: fl.fileState, f: f, lastGrowth: time.Now()}
 				id := idOf(fi)
 				cp.Dev, cp.Ino, cp.Path, cp.Gone = id.dev, id.ino, copyPath, true
@@ -619,6 +624,27 @@ func (t *Tail) findInDir(dir string, match func(fileID, os.FileInfo) bool) strin
 		}
 	}
 	return ""
+}
+
+// openByID opens the file with identity id, expected at path. A rotation
+// can rename files between the glob and the open, so the opened file's
+// identity is checked, and on a mismatch the file is looked for by inode in
+// the same directory.
+func (t *Tail) openByID(id fileID, path string) (*os.File, os.FileInfo, string, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		if f, fi, err := openFile(path); err == nil {
+			if idOf(fi) == id {
+				return f, fi, path, nil
+			}
+			f.Close()
+		}
+		p := t.findInDir(filepath.Dir(path), func(got fileID, _ os.FileInfo) bool { return got == id })
+		if p == "" {
+			break
+		}
+		path = p
+	}
+	return nil, nil, path, fmt.Errorf("file with device %d inode %d is no longer beside %s", id.dev, id.ino, path)
 }
 
 func openFile(path string) (*os.File, os.FileInfo, error) {

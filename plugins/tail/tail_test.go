@@ -128,6 +128,32 @@ type collected struct {
 	paths []string
 	dead  []event.Event
 	pos   []byte
+
+	// With restartEvery > 0, every restartEvery-th Read is followed by a
+	// restart: the source is closed and reopened in place with the position
+	// of the last batch, as the runner does after a crash.
+	restartEvery int
+	restartCfg   Config
+	reads        int
+	restarts     int
+}
+
+func (c *collected) restart(t testing.TB, src *Tail) {
+	t.Helper()
+	src.Close(context.Background())
+	var logger *slog.Logger
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	fresh, err := New(c.restartCfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Open(context.Background(), c.pos); err != nil {
+		t.Fatal(err)
+	}
+	*src = *fresh //nolint: the closed value is dropped
+	c.restarts++
 }
 
 // readOnce does one Read that gives up after wait without input.
@@ -157,6 +183,10 @@ func (c *collected) readOnce(t testing.TB, src *Tail, wait time.Duration) bool {
 		c.dead = append(c.dead, d)
 	}
 	c.pos = bytes.Clone(b.Position)
+	c.reads++
+	if c.restartEvery > 0 && c.reads%c.restartEvery == 0 {
+		c.restart(t, src)
+	}
 	return true
 }
 
@@ -548,7 +578,7 @@ func (g *generator) run(t *testing.T, pace func(i int)) {
 	}
 }
 
-func runLogrotate(t *testing.T, mode string) {
+func runLogrotate(t *testing.T, mode string, restartEvery int) {
 	dir := t.TempDir()
 	live := filepath.Join(dir, "app.log")
 	conf := filepath.Join(dir, "logrotate.conf")
@@ -589,7 +619,7 @@ func runLogrotate(t *testing.T, mode string) {
 				// truncation: a copy of a generation the source never saw
 				// has no fingerprint it could recognise (see the README).
 				deadline := time.Now().Add(30 * time.Second)
-				for maxID.Load() < min(afterRotation.Load(), g.written.Load()-1) && time.Now().Before(deadline) {
+				for maxID.Load() < min(afterRotation.Load(), max(g.written.Load()-1, 0)) && time.Now().Before(deadline) {
 					runtime.Gosched()
 				}
 			}
@@ -599,8 +629,8 @@ func runLogrotate(t *testing.T, mode string) {
 				return
 			}
 			rotations.Add(1)
-			// written lags the file by at most one write of 50 lines.
-			afterRotation.Store(g.written.Load() + 50)
+			// written lags the file by at most one write of 50 lines; 100 is a safe margin.
+			afterRotation.Store(g.written.Load() + 100)
 			select {
 			case rotated <- struct{}{}:
 			default:
@@ -622,7 +652,7 @@ func runLogrotate(t *testing.T, mode string) {
 		})
 	}()
 
-	var c collected
+	c := collected{restartEvery: restartEvery, restartCfg: cfg}
 	seen := map[string]int{}
 	observed := 0
 	genDone := func() bool {
@@ -693,7 +723,7 @@ func runLogrotate(t *testing.T, mode string) {
 			dropped, total, gotDropped)
 	}
 	c.settle(t, src)
-	t.Logf("%s: %d rotations, %d lines received", mode, rotations.Load(), len(c.lines))
+	t.Logf("%s: %d rotations, %d restarts, %d lines received", mode, rotations.Load(), c.restarts, len(c.lines))
 	if r := rotations.Load(); r < total/5000-1 {
 		t.Fatalf("only %d rotations", r)
 	}
@@ -728,8 +758,15 @@ func survivingIDs(t *testing.T, dir string) map[string]string {
 	return ids
 }
 
-func TestLogrotateCreate(t *testing.T)       { runLogrotate(t, "create") }
-func TestLogrotateCopytruncate(t *testing.T) { runLogrotate(t, "copytruncate") }
+func TestLogrotateCreate(t *testing.T)       { runLogrotate(t, "create", 0) }
+func TestLogrotateCopytruncate(t *testing.T) { runLogrotate(t, "copytruncate", 0) }
+
+// The same with the source closed and reopened from its last position every
+// few batches while logrotate and the generator keep going. The copytruncate
+// variant (runLogrotate(t, "copytruncate", 5)) still loses the head of a
+// generation in about one run in ten under -race and is not in the suite
+// until that is understood (see the issue 4 report).
+func TestLogrotateCreateWithRestarts(t *testing.T) { runLogrotate(t, "create", 5) }
 
 // --- fuzz and bench --------------------------------------------------------
 
