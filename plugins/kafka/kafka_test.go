@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice/agent/event"
@@ -181,7 +182,47 @@ func TestSinkAcksAndKcatReadsKeysHeadersEveryCompression(t *testing.T) {
 		if lines[0] != want {
 			t.Fatalf("%s: first line %q, want %q", codec, lines[0], want)
 		}
+		if got := storedCodecs(t, brokers, codec); len(got) != 1 || got[0] != compressions[codec] {
+			t.Fatalf("%s: record batches stored with codecs %v", codec, got)
+		}
 	}
+}
+
+// storedCodecs fetches the raw record batches of a topic's partitions and
+// returns the distinct compression codecs they were written with.
+func storedCodecs(t *testing.T, brokers []string, topic string) []sarama.CompressionCodec {
+	cl, err := sarama.NewClient(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[sarama.CompressionCodec]bool{}
+	parts, err := cl.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		leader, err := cl.Leader(topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 10, MinBytes: 1, MaxBytes: 1 << 20}
+		req.AddBlock(topic, p, 0, 1<<20, -1)
+		resp, err := leader.Fetch(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range resp.GetBlock(topic, p).RecordsSet {
+			if rs.RecordBatch != nil {
+				seen[rs.RecordBatch.Codec] = true
+			}
+		}
+	}
+	var out []sarama.CompressionCodec
+	for c := range seen {
+		out = append(out, c)
+	}
+	return out
 }
 
 func TestSinkRejectsMessagesThatCanNeverFit(t *testing.T) {
@@ -414,5 +455,50 @@ func TestSASLPlainAndSCRAM(t *testing.T) {
 		if _, err := bad.Write(context.Background(), orders(0, 1), pipeline.Fence{Stream: c.mech, Offset: 1}); err == nil {
 			t.Errorf("%s: a wrong password was accepted", c.mech)
 		}
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultSinkConfig()
+	cfg.Topic, cfg.InstanceID = "t", "x"
+	s, err := NewSink(cfg, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil { // without Open
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, orders(0, 1), pipeline.Fence{}); err == nil {
+		t.Fatal("Write without Open succeeded")
+	}
+	if err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.Close(ctx) != nil || s.Close(ctx) != nil {
+		t.Fatal("Close twice failed")
+	}
+	// A source opens while Kafka is unreachable and closes promptly.
+	scfg := DefaultSourceConfig()
+	scfg.Brokers, scfg.Topics, scfg.Group = []string{"127.0.0.1:1"}, []string{"t"}, "g"
+	src, err := NewSource(scfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(ctx); err != nil { // without Open
+		t.Fatal(err)
+	}
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(ctx, nil); err == nil {
+		t.Fatal("second Open succeeded")
+	}
+	if src.Close(ctx) != nil || src.Close(ctx) != nil {
+		t.Fatal("Close twice failed")
+	}
+	bad, _ := NewSource(scfg, nil)
+	if err := bad.Open(ctx, []byte{9}); err == nil || !strings.Contains(err.Error(), "malformed source position") {
+		t.Fatalf("Open with a damaged position: %v", err)
 	}
 }

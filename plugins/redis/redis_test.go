@@ -2,8 +2,18 @@ package redis
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/plugins/internal/testredis"
+	"github.com/sluicehq/sluice/plugins/internal/tlsconf"
 	"github.com/sluicehq/sluice/plugins/internal/units"
 )
 
@@ -348,4 +359,58 @@ func TestLifecycle(t *testing.T) {
 	if err := errors.Join(s.Close(ctx), s.Close(ctx)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestTLSAndACLUser(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	srv := testredis.StartTLS(t, cert, key, "--user", "sluice", "on", ">s3cret", "~*", "&*", "+@all", "--user", "default", "off")
+	ctx := context.Background()
+	for _, c := range []struct {
+		pass string
+		ok   bool
+	}{{"s3cret", true}, {"wrong", false}} {
+		cfg := DefaultConfig()
+		cfg.Addrs, cfg.InstanceID, cfg.Username, cfg.Password = []string{srv.Addr}, "tls", "sluice", c.pass
+		cfg.TLS = tlsconf.Config{Enable: true, CAFile: cert, ServerName: "127.0.0.1"}
+		s, err := New(cfg, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Write(ctx, batchOf(`{"op":"set","key":"k","value":"v"}`), pipeline.Fence{Stream: "x", Offset: 1})
+		s.Close(ctx)
+		if (err == nil) != c.ok {
+			t.Fatalf("password %q: err %v", c.pass, err)
+		}
+		if !c.ok && !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Fatalf("wrong password error: %v", err)
+		}
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
 }

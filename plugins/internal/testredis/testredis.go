@@ -29,6 +29,19 @@ type Server struct {
 // (scripts/test installs it).
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
+	return start(t, "--port", extra)
+}
+
+// StartTLS is Start with TLS only: the port speaks TLS with the server
+// certificate certFile/keyFile (PEM), and clients need no certificate.
+func StartTLS(t testing.TB, certFile, keyFile string, extra ...string) *Server {
+	t.Helper()
+	return start(t, "--tls-port", append([]string{"--port", "0", "--tls-cert-file", certFile,
+		"--tls-key-file", keyFile, "--tls-ca-cert-file", certFile, "--tls-auth-clients", "no"}, extra...))
+}
+
+func start(t testing.TB, portFlag string, extra []string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server not found (Debian package redis-server; scripts/test installs it): %v", err)
 	}
@@ -39,7 +52,7 @@ func Start(t testing.TB, extra ...string) *Server {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), port: port, t: t}
-	s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+	s.args = append([]string{portFlag, strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.Dir, "--daemonize", "no"}, extra...)
 	s.start()
 	t.Cleanup(s.Stop)
