@@ -4,6 +4,8 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/agent/admin"
+	"github.com/sluicehq/sluice/agent/admin/client"
 	"github.com/sluicehq/sluice/agent/admin/topoagent"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/plugintool"
@@ -90,7 +93,8 @@ const readDOM = `JSON.stringify((() => {
 // admin server, opens the dashboard in headless Chromium, and waits until
 // it shows exactly the ground truth of the orders written: revenue per
 // minute, categories, cities, top SKUs, and every component of the
-// topology, with live rates seen on its edges along the way.
+// topology, with live rates seen on its edges along the way. A tap on the
+// parsed-orders channel runs meanwhile.
 func TestDashboardInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -146,6 +150,41 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop(context.Background()) })
+
+	// A tap on the parsed orders, open before they flow: the server has
+	// answered (headers) before it starts the agent's tap, which positions
+	// itself in milliseconds, while the orders take seconds to write.
+	if err := adapter.RemoveStaleTaps(); err != nil {
+		t.Fatal(err)
+	}
+	tapResp, err := http.Get("http://" + srv.Addr() + "/api/tap?channel=orders&sample=10&limit=20")
+	if err != nil || tapResp.StatusCode != http.StatusOK {
+		t.Fatalf("tap: %v %v", tapResp, err)
+	}
+	defer tapResp.Body.Close()
+	type tapResult struct {
+		events []admin.TapEvent
+		end    admin.TapEnd
+		err    error
+	}
+	tapped := make(chan tapResult, 1)
+	go func() {
+		var r tapResult
+		r.err = client.ReadSSE(tapResp.Body, func(m client.Message) error {
+			switch m.Event {
+			case "event":
+				var e admin.TapEvent
+				if err := json.Unmarshal(m.Data, &e); err != nil {
+					return err
+				}
+				r.events = append(r.events, e)
+			case "end":
+				return json.Unmarshal(m.Data, &r.end)
+			}
+			return nil
+		})
+		tapped <- r
+	}()
 
 	// The order log grows while the page watches.
 	written := make(chan error, 1)
@@ -207,6 +246,20 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if err := <-written; err != nil {
 		t.Fatal(err)
+	}
+	tap := <-tapped
+	if tap.err != nil || len(tap.events) != 20 || tap.end.Sent != 20 {
+		t.Errorf("tap of orders: %d events, end %+v, err %v", len(tap.events), tap.end, tap.err)
+	}
+	for _, e := range tap.events {
+		var o struct {
+			OrderID string `json:"order_id"`
+			Price   any    `json:"price"`
+		}
+		if err := json.Unmarshal([]byte(e.Body), &o); err != nil || !strings.HasPrefix(o.OrderID, "o-") || o.Price == nil {
+			t.Errorf("tapped event is not a parsed order: %q (%v)", e.Body, err)
+			break
+		}
 	}
 	if png == nil {
 		png = browser.screenshot(t)

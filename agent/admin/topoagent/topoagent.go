@@ -29,8 +29,8 @@ const DefaultFailedFor = 45 * time.Second
 
 // Options are the parts of the agent the topology does not expose.
 type Options struct {
-	// Channel returns a config channel by name, for Tap; nil disables Tap
-	// (topology.Agent does not expose its channels yet).
+	// Channel returns a config channel by name, for Tap; nil means the
+	// topology's own (topology.Agent.Channel).
 	Channel func(name string) (channel.Channel, bool)
 	// Reload applies the config again (issue 6 reload); nil makes Reload
 	// fail with "reload is not available".
@@ -84,15 +84,15 @@ func New(t *topology.Agent, cfg *config.File, opts Options) *Agent {
 
 // RemoveStaleTaps unregisters the tap readers a crashed process may have
 // left on every config channel, so that they hold back no retention. Call
-// it once at start, before any tap. It needs Options.Channel.
+// it once after Build, before any tap.
 func (a *Agent) RemoveStaleTaps() error {
 	_, cfg := a.current()
-	if a.opts.Channel == nil || cfg == nil {
+	if cfg == nil {
 		return nil
 	}
 	var errs []error
 	for _, name := range sortedNames(cfg.Channels) {
-		if ch, ok := a.opts.Channel(name); ok {
+		if ch, ok := a.channel(name); ok {
 			errs = append(errs, RemoveTapReaders(ch))
 		}
 	}
@@ -232,16 +232,24 @@ func (a *Agent) Results() admin.ResultsReader {
 
 // Tap implements admin.Agent.
 func (a *Agent) Tap(ctx context.Context, name string, sample int, fn func(event.Event) bool) error {
-	if a.opts.Channel == nil {
-		return errors.New("tap is not available: the agent does not expose its channels")
-	}
-	ch, ok := a.opts.Channel(name)
+	ch, ok := a.channel(name)
 	if !ok {
 		return fmt.Errorf("channel %q: %w", name, admin.ErrUnknownChannel)
 	}
 	slot := <-a.slots
 	defer func() { a.slots <- slot }()
 	return TapChannel(ctx, ch, TapReaderName(slot), sample, fn)
+}
+
+func (a *Agent) channel(name string) (channel.Channel, bool) {
+	if a.opts.Channel != nil {
+		return a.opts.Channel(name)
+	}
+	t, cfg := a.current()
+	if t == nil || cfg == nil || cfg.Channels[name] == nil {
+		return nil, false // config channels only: dead-letter channels are not in the topology
+	}
+	return t.Channel(name)
 }
 
 // Reload implements admin.Agent.

@@ -2,6 +2,7 @@ package topoagent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -212,7 +213,7 @@ func TestStateWithoutTopology(t *testing.T) {
 	if err := a.Reload(context.Background()); err == nil {
 		t.Error("Reload without a reload function succeeded")
 	}
-	if err := a.Tap(context.Background(), "raw", 1, nil); err == nil {
-		t.Error("Tap without channel access succeeded")
+	if err := a.Tap(context.Background(), "raw", 1, nil); !errors.Is(err, admin.ErrUnknownChannel) {
+		t.Errorf("Tap without a topology: %v, want ErrUnknownChannel", err)
 	}
 }
