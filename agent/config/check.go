@@ -330,12 +330,17 @@ func (c *checker) check(f *File) {
 	if a.LogLevel == "" {
 		a.LogLevel = "info"
 	}
-	c.oneOf("agent.log_level", a.LogLevel, logLevels)
-	c.checkUnits("agent", reflect.ValueOf(a))
+	if !c.broken["agent"] {
+		c.oneOf("agent.log_level", a.LogLevel, logLevels)
+		c.checkUnits("agent", reflect.ValueOf(a))
+	}
 
 	for _, n := range sortedKeys(f.Channels) {
 		ch := f.Channels[n]
 		p := "channels." + n
+		if c.broken[p] {
+			continue // which keys were decoded before the type error is arbitrary
+		}
 		if ch.Type == "" {
 			ch.Type = "file"
 		}
