@@ -196,7 +196,16 @@ func (c *collected) readUntil(t testing.TB, src *Tail, what string, cond func() 
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; have %d lines, last %q", what, len(c.lines), last(c.lines))
+			var state strings.Builder
+			for _, fl := range src.files {
+				size := int64(-1)
+				if fi, err := fl.f.Stat(); err == nil {
+					size = fi.Size()
+				}
+				fmt.Fprintf(&state, "\n  %s ino=%d offset=%d readOff=%d size=%d eof=%v gone=%v fpLen=%d",
+					fl.Path, fl.Ino, fl.Offset, fl.readOff(), size, fl.eof, fl.Gone, fl.FpLen)
+			}
+			t.Fatalf("timed out waiting for %s; have %d lines, last %q; source state:%s", what, len(c.lines), last(c.lines), state.String())
 		}
 		c.readOnce(t, src, 100*time.Millisecond)
 	}
