@@ -28,6 +28,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/command"
 )
 
 var _ pipeline.Sink = (*Store)(nil)
@@ -131,7 +132,7 @@ func (s *Store) Write(ctx context.Context, batch []byte, fence pipeline.Fence) (
 		}
 		a := applier{tx: tx, now: now}
 		err := event.Iterate(batch, func(i int, e *event.Event) error {
-			c, err := parseCommand(e.Body)
+			c, err := command.Parse(e.Body)
 			if err == nil {
 				err = a.apply(&c)
 				if errors.Is(err, errStorage) {
@@ -233,7 +234,7 @@ func (a *applier) prepare(key []byte, want byte) error {
 	return nil
 }
 
-func (a *applier) apply(c *command) error {
+func (a *applier) apply(c *command.Command) error {
 	key := []byte(c.Key)
 	switch c.Op {
 	case "hincrby", "hincrbyfloat", "hset":

@@ -273,28 +273,6 @@ func TestReadsWhileWriting(t *testing.T) {
 	}
 }
 
-func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{
-		`{"op":"hincrby","key":"rev:cat:2026-11-25T12:00","field":"books","value":2500}`,
-		`{"op":"zincrby","key":"k","member":"m","value":-1.5e3}`,
-		`{"op":"set","key":"k","value":"v","ttl_ms":10}`,
-		`{"op":"xadd","key":"k","fields":{"a":"b"}}`,
-		`{"op":"publish","channel":"c","message":"m"}`,
-		`{"op":"expire","key":"k","ttl_ms":0}`, `{}`, `[]`, `null`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := parseCommand(b)
-		if err != nil {
-			return
-		}
-		if c.Op != "publish" && c.Key == "" {
-			t.Fatalf("accepted a record without key: %q", b)
-		}
-	})
-}
-
 func FuzzDecodeMeta(f *testing.F) {
 	f.Add(encodeMeta('h', 0))
 	f.Add(encodeMeta('s', 1764072000000))
