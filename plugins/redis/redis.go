@@ -136,7 +136,7 @@ func (s *Sink) parse() []pipeline.Reject {
 	s.parsed = s.parsed[:n]
 	one := func(from, to int) {
 		for i := from; i < to; i++ {
-			s.parsed[i].cmd, s.parsed[i].err = command.Parse(s.bodies[i])
+			s.parsed[i].cmd, s.parsed[i].err = command.ParseAliased(s.bodies[i])
 		}
 	}
 	if n < parseSplit {

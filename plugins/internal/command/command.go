@@ -47,10 +47,6 @@ type rawRecord struct {
 	Fields  *json.RawMessage `json:"fields"`
 	Channel *string          `json:"channel"`
 	Message *string          `json:"message"`
-
-	// strs backs the fast decoder's strings, so a record costs one
-	// allocation for its pointers, not one per field.
-	strs [6]string
 }
 
 // field bits, for checking which fields an op allows without maps.
@@ -75,100 +71,142 @@ var fieldNames = []string{"key", "field", "member", "value", "ttl_ms", "fields",
 // sink's CPU time otherwise). Anything else — escapes, nested objects,
 // unknown or repeated names — goes through encoding/json, so both paths
 // accept and refuse the same records (FuzzFastAgreesWithJSON checks it).
-func Parse(body []byte) (Command, error) {
-	var r rawRecord
-	if fastDecode(body, &r) {
+func Parse(body []byte) (Command, error) { return parse(body, false) }
+
+// ParseAliased is Parse, except that the command's strings may share
+// memory with body instead of being copied: the caller must not change
+// body while it uses the command, nor keep the strings beyond that. A sink
+// that hands the command to a client within one Write saves a copy of
+// every key and field.
+func ParseAliased(body []byte) (Command, error) { return parse(body, true) }
+
+func parse(body []byte, alias bool) (Command, error) {
+	var r record
+	if fastDecode(body, &r, alias) {
 		return check(&r)
 	}
-	slow := new(rawRecord) // encoding/json needs it on the heap; the fast path keeps r on the stack
-	if err := slowDecode(body, slow); err != nil {
+	r = record{}
+	if err := slowDecode(body, &r); err != nil {
 		return Command{}, err
 	}
-	return check(slow)
+	return check(&r)
 }
 
-func slowDecode(body []byte, r *rawRecord) error {
+// record is a decoded record before checking: which names were present
+// (bits f*), their string values, and the raw JSON of the others.
+type record struct {
+	has                                      int
+	op, key, field, member, channel, message string
+	value, ttl, fields                       []byte
+}
+
+func slowDecode(body []byte, out *record) error {
+	var r rawRecord
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(r); err != nil {
+	if err := dec.Decode(&r); err != nil {
 		return fmt.Errorf("not a command record: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("not a command record: data after the JSON object")
 	}
+	str := func(p *string, bit int, dst *string) {
+		if p != nil {
+			out.has |= bit
+			*dst = *p
+		}
+	}
+	str(r.Op, fOp, &out.op)
+	str(r.Key, fKey, &out.key)
+	str(r.Field, fField, &out.field)
+	str(r.Member, fMember, &out.member)
+	str(r.Channel, fChannel, &out.channel)
+	str(r.Message, fMessage, &out.message)
+	if r.Value != nil {
+		out.has |= fValue
+		out.value = r.Value
+	}
+	if r.TTLms != nil {
+		out.has |= fTTL
+		out.ttl = r.TTLms
+	}
+	if r.Fields != nil {
+		out.has |= fFields
+		out.fields = *r.Fields
+	}
 	return nil
 }
 
-func check(r *rawRecord) (Command, error) {
-	if r.Op == nil {
+func check(r *record) (Command, error) {
+	if r.has&fOp == 0 {
 		return Command{}, errors.New(`missing "op"`)
 	}
-	c := Command{Op: *r.Op}
+	c := Command{Op: r.op}
 	var need []string
 	var allowed int
 	switch c.Op {
 	case "hincrby", "hincrbyfloat", "hset":
-		if r.Key == nil {
+		if r.has&fKey == 0 {
 			need = append(need, "key")
 		} else {
-			c.Key = *r.Key
+			c.Key = r.key
 		}
-		if r.Field == nil {
+		if r.has&fField == 0 {
 			need = append(need, "field")
 		} else {
-			c.Field = *r.Field
+			c.Field = r.field
 		}
 		allowed = fKey | fField | fValue
 	case "zincrby":
-		if r.Key == nil {
+		if r.has&fKey == 0 {
 			need = append(need, "key")
 		} else {
-			c.Key = *r.Key
+			c.Key = r.key
 		}
-		if r.Member == nil {
+		if r.has&fMember == 0 {
 			need = append(need, "member")
 		} else {
-			c.Field = *r.Member
+			c.Field = r.member
 		}
 		allowed = fKey | fMember | fValue
 	case "set":
-		if r.Key == nil {
+		if r.has&fKey == 0 {
 			need = append(need, "key")
 		} else {
-			c.Key = *r.Key
+			c.Key = r.key
 		}
 		allowed = fKey | fValue | fTTL
 	case "expire":
-		if r.Key == nil {
+		if r.has&fKey == 0 {
 			need = append(need, "key")
 		} else {
-			c.Key = *r.Key
+			c.Key = r.key
 		}
 		allowed = fKey | fTTL
 	case "xadd":
-		if r.Key == nil {
+		if r.has&fKey == 0 {
 			need = append(need, "key")
 		} else {
-			c.Key = *r.Key
+			c.Key = r.key
 		}
 		allowed = fKey | fFields
 	case "publish":
-		if r.Channel == nil {
+		if r.has&fChannel == 0 {
 			need = append(need, "channel")
 		} else {
-			c.Key = *r.Channel
+			c.Key = r.channel
 		}
-		if r.Message == nil {
+		if r.has&fMessage == 0 {
 			need = append(need, "message")
 		} else {
-			c.Str = *r.Message
+			c.Str = r.message
 		}
 		allowed = fChannel | fMessage
 	default:
 		return Command{}, fmt.Errorf("unknown op %q (known: hincrby, hincrbyfloat, hset, zincrby, set, expire, xadd, publish)", c.Op)
 	}
-	present := []bool{r.Key != nil, r.Field != nil, r.Member != nil, r.Value != nil,
-		r.TTLms != nil, r.Fields != nil, r.Channel != nil, r.Message != nil}
+	present := []bool{r.has&fKey != 0, r.has&fField != 0, r.has&fMember != 0, r.value != nil,
+		r.ttl != nil, r.fields != nil, r.has&fChannel != 0, r.has&fMessage != 0}
 	for i, p := range present {
 		if p && allowed&(1<<i) == 0 {
 			return Command{}, fmt.Errorf("%s: field %q does not belong to this op", c.Op, fieldNames[i])
@@ -177,41 +215,45 @@ func check(r *rawRecord) (Command, error) {
 	var err error
 	switch c.Op {
 	case "hincrby":
-		if r.Value == nil {
+		if r.value == nil {
 			need = append(need, "value")
-		} else if c.Int, err = strconv.ParseInt(string(r.Value), 10, 64); err != nil {
-			return Command{}, fmt.Errorf("hincrby: value %s is not an integer", Clip(r.Value))
+		} else if c.Int, err = strconv.ParseInt(string(r.value), 10, 64); err != nil {
+			return Command{}, fmt.Errorf("hincrby: value %s is not an integer", Clip(r.value))
 		}
 	case "hincrbyfloat", "zincrby":
-		if r.Value == nil {
+		if r.value == nil {
 			need = append(need, "value")
-		} else if c.Float, err = parseNumber(r.Value); err != nil {
-			return Command{}, fmt.Errorf("%s: value %s is not a number", c.Op, Clip(r.Value))
+		} else if c.Float, err = parseNumber(r.value); err != nil {
+			return Command{}, fmt.Errorf("%s: value %s is not a number", c.Op, Clip(r.value))
 		} else {
-			c.Raw = string(r.Value)
+			c.Raw = string(r.value)
 		}
 	case "hset", "set":
-		if r.Value == nil {
+		if r.value == nil {
 			need = append(need, "value")
-		} else if err := json.Unmarshal(r.Value, &c.Str); err != nil || string(r.Value) == "null" {
-			return Command{}, fmt.Errorf("%s: value %s is not a string", c.Op, Clip(r.Value))
+		} else if str, err := jsonString(r.value); err != nil || string(r.value) == "null" {
+			return Command{}, fmt.Errorf("%s: value %s is not a string", c.Op, Clip(r.value))
+		} else {
+			c.Str = str
 		}
 	case "xadd":
-		if r.Fields == nil {
+		if r.fields == nil {
 			need = append(need, "fields")
-		} else if err := json.Unmarshal(*r.Fields, &c.Fields); err != nil || c.Fields == nil {
-			return Command{}, fmt.Errorf("xadd: fields %s is not an object of strings", Clip(*r.Fields))
-		} else if len(c.Fields) == 0 {
+		} else if fields, err := jsonFields(r.fields); err != nil || fields == nil {
+			return Command{}, fmt.Errorf("xadd: fields %s is not an object of strings", Clip(r.fields))
+		} else if len(fields) == 0 {
 			return Command{}, errors.New("xadd: fields is empty")
+		} else {
+			c.Fields = fields
 		}
 	}
 	if c.Op == "set" || c.Op == "expire" {
-		if r.TTLms == nil {
+		if r.ttl == nil {
 			if c.Op == "expire" {
 				need = append(need, "ttl_ms")
 			}
-		} else if c.TTLms, err = strconv.ParseInt(string(r.TTLms), 10, 64); err != nil {
-			return Command{}, fmt.Errorf("%s: ttl_ms %s is not an integer", c.Op, Clip(r.TTLms))
+		} else if c.TTLms, err = strconv.ParseInt(string(r.ttl), 10, 64); err != nil {
+			return Command{}, fmt.Errorf("%s: ttl_ms %s is not an integer", c.Op, Clip(r.ttl))
 		} else {
 			c.HasTTL = true
 			if c.Op == "set" && c.TTLms <= 0 {
@@ -234,6 +276,20 @@ func check(r *rawRecord) (Command, error) {
 		}
 	}
 	return c, nil
+}
+
+// jsonString and jsonFields decode into their own variables, so the
+// Command being built does not escape to the heap through encoding/json.
+func jsonString(raw []byte) (string, error) {
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+func jsonFields(raw []byte) (map[string]string, error) {
+	var m map[string]string
+	err := json.Unmarshal(raw, &m)
+	return m, err
 }
 
 func parseNumber(raw json.RawMessage) (float64, error) {

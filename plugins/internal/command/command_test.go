@@ -94,11 +94,11 @@ func FuzzFastAgreesWithJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fast rawRecord
-		if !fastDecode(b, &fast) {
+		var fast record
+		if !fastDecode(b, &fast, false) {
 			return
 		}
-		var slow rawRecord
+		var slow record
 		if err := slowDecode(b, &slow); err != nil {
 			t.Fatalf("fast accepted what encoding/json refuses (%v): %q", err, b)
 		}
@@ -119,6 +119,26 @@ func BenchmarkParse(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := Parse(body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseAliased(b *testing.B) {
+	body := []byte(`{"op":"hincrby","key":"rev:cat:2026-11-25T12:00","field":"books","value":2500}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ParseAliased(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestParseAliasedEqualsParse(t *testing.T) {
+	for _, s := range []string{`{"op":"hset","key":"k","field":"f","value":"v"}`, `{"op":"xadd","key":"s","fields":{"a":"1"}}`, `nope`} {
+		a, errA := Parse([]byte(s))
+		b, errB := ParseAliased([]byte(s))
+		if fmt.Sprint(a, errA) != fmt.Sprint(b, errB) {
+			t.Errorf("%s: Parse %v %v, ParseAliased %v %v", s, a, errA, b, errB)
 		}
 	}
 }

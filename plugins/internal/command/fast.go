@@ -1,12 +1,15 @@
 package command
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+	"unsafe"
+)
 
 // fastDecode decodes a flat JSON object whose names are the record's field
 // names, exactly spelled, each at most once, and whose values are strings
 // without escapes or numbers. It reports false, leaving r partly filled,
 // for anything else; Parse then uses encoding/json.
-func fastDecode(b []byte, r *rawRecord) bool {
+func fastDecode(b []byte, r *record, alias bool) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -40,7 +43,7 @@ func fastDecode(b []byte, r *rawRecord) bool {
 			if name == "op" {
 				str = intern(sb)
 			} else {
-				str = string(sb)
+				str = toString(sb, alias)
 			}
 		} else {
 			if j, ok = number(b, i); !ok {
@@ -54,36 +57,31 @@ func fastDecode(b []byte, r *rawRecord) bool {
 			return false
 		}
 		seen |= bit
+		r.has |= bit
 		switch bit {
 		case fOp:
-			r.strs[0] = str
-			r.Op = &r.strs[0]
+			r.op = str
 		case fKey:
-			r.strs[1] = str
-			r.Key = &r.strs[1]
+			r.key = str
 		case fField:
-			r.strs[2] = str
-			r.Field = &r.strs[2]
+			r.field = str
 		case fMember:
-			r.strs[3] = str
-			r.Member = &r.strs[3]
+			r.member = str
 		case fChannel:
-			r.strs[4] = str
-			r.Channel = &r.strs[4]
+			r.channel = str
 		case fMessage:
-			r.strs[5] = str
-			r.Message = &r.strs[5]
+			r.message = str
 		case fValue:
 			if num != nil {
-				r.Value = num
+				r.value = num
 			} else {
-				r.Value = quote(str)
+				r.value = quote(str)
 			}
 		case fTTL:
 			if num == nil {
 				return false
 			}
-			r.TTLms = num
+			r.ttl = num
 		default:
 			return false
 		}
@@ -163,7 +161,7 @@ func plainString(b []byte, i int) ([]byte, int, bool) {
 		switch c := b[j]; {
 		case c == '"':
 			s := b[i+1 : j]
-			if !utf8.Valid(s) {
+			if !ascii(s) && !utf8.Valid(s) {
 				return nil, 0, false
 			}
 			return s, j + 1, true
@@ -172,6 +170,23 @@ func plainString(b []byte, i int) ([]byte, int, bool) {
 		}
 	}
 	return nil, 0, false
+}
+
+func ascii(s []byte) bool {
+	for _, c := range s {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// toString copies b, or with alias returns a string sharing b's memory.
+func toString(b []byte, alias bool) string {
+	if alias && len(b) > 0 {
+		return unsafe.String(&b[0], len(b))
+	}
+	return string(b)
 }
 
 // number reads a JSON number at b[i]:
