@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/channel"
@@ -16,6 +17,10 @@ import (
 // tap reads through a durable reader named TapReaderName(slot); a fixed
 // set of names lets RemoveTapReaders clean up after a crash.
 const TapSlots = 4
+
+// tapCommitEvery is the longest a tap holds back retention of what it has
+// read.
+const tapCommitEvery = 100 * time.Millisecond
 
 // TapReaderName is the channel reader name of tap slot i.
 func TapReaderName(i int) string { return fmt.Sprintf("admin-tap-%d", i) }
@@ -37,9 +42,9 @@ func RemoveTapReaders(ch channel.Channel) error {
 // concurrently.
 //
 // The tap registers reader (a durable channel reader) on every partition
-// and commits as it reads, so it holds back retention only by the batch it
-// is decoding; a channel is never blocked by a tap that keeps up, and fn
-// is expected not to block.
+// and commits what it has read every 100ms, so it holds back retention only
+// by what it read since; a channel is never blocked by a tap that keeps up,
+// and fn is expected not to block.
 func TapChannel(ctx context.Context, ch channel.Channel, reader string, sample int, fn func(event.Event) bool) error {
 	if sample < 1 {
 		sample = 1
@@ -63,6 +68,7 @@ func TapChannel(ctx context.Context, ch channel.Channel, reader string, sample i
 		go func() {
 			defer wg.Done()
 			n := 0
+			var lastCommit time.Time
 			for ctx.Err() == nil { // Next returns ready records without looking at ctx
 				rec, err := r.Next(ctx)
 				if err != nil {
@@ -91,10 +97,16 @@ func TapChannel(ctx context.Context, ch channel.Channel, reader string, sample i
 					cancel()
 					return
 				}
-				if err := r.Commit(rec.Offset); err != nil && ctx.Err() == nil {
-					errs[p] = fmt.Errorf("tap partition %d: commit: %w", p, err)
-					cancel()
-					return
+				// A commit is a durable file write: at most one per
+				// tapCommitEvery, enough to release segments long before
+				// a channel could fill behind the tap.
+				if now := time.Now(); now.Sub(lastCommit) >= tapCommitEvery {
+					lastCommit = now
+					if err := r.Commit(rec.Offset); err != nil && ctx.Err() == nil {
+						errs[p] = fmt.Errorf("tap partition %d: commit: %w", p, err)
+						cancel()
+						return
+					}
 				}
 			}
 		}()
