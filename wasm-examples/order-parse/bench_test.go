@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/wasm-examples/internal/exampletest"
 )
 
-// BenchmarkOrderParse runs batches of 1,024 order lines of ~200 B through the
+// BenchmarkOrderParse runs, for the C and the Go version, batches of 1,024 order lines of ~200 B through the
 // plugin and through the native reference (orders.Normalise) in the same
 // iterations, and reports the plugin's events/s and its ratio to native.
 //
@@ -20,14 +20,13 @@ func BenchmarkOrderParse(b *testing.B) {
 	const batch = 1024
 	g := orders.NewGenerator(orders.GenConfig{Seed: 61})
 	batches := exampletest.Batches(g, 0, 32*batch, batch)
-	wasm := exampletest.Build(b, ".")
-	for _, trusted := range []bool{false, true} {
-		name := "go"
-		if trusted {
-			name = "go-trusted"
-		}
-		b.Run(name, func(b *testing.B) {
-			p := exampletest.Load(b, wasmhost.PluginConfig{Name: "order-parse", Kind: wasmhost.KindBolt, Path: wasm, Trusted: trusted})
+	for _, v := range []struct {
+		name, dir string
+		trusted   bool
+	}{{"c", "c", false}, {"go", ".", false}, {"c-trusted", "c", true}, {"go-trusted", ".", true}} {
+		b.Run(v.name, func(b *testing.B) {
+			wasm := exampletest.Build(b, v.dir)
+			p := exampletest.Load(b, wasmhost.PluginConfig{Name: "order-parse-" + v.name, Kind: wasmhost.KindBolt, Path: wasm, Trusted: v.trusted})
 			ctx := context.Background()
 			var out event.Builder
 			var inWasm, inNative time.Duration

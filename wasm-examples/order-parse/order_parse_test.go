@@ -12,12 +12,19 @@ import (
 	"github.com/sluicehq/sluice/wasm-examples/internal/exampletest"
 )
 
-// TestOrderParse builds the example from source once and runs it in the
-// host (a Go guest takes a while to compile, more so under -race).
+// sources are the example's implementations: Go (this directory) and C.
+var sources = []struct{ lang, dir string }{{"go", "."}, {"c", "c"}}
+
+// TestOrderParse builds each implementation from source once and runs it in
+// the host (a Go guest takes a while to compile, more so under -race).
 func TestOrderParse(t *testing.T) {
-	p := exampletest.Load(t, wasmhost.PluginConfig{Name: "order-parse", Kind: wasmhost.KindBolt, Path: exampletest.Build(t, ".")})
-	t.Run("matches the reference", func(t *testing.T) { matchesReference(t, p) })
-	t.Run("README example", func(t *testing.T) { readmeExample(t, p) })
+	for _, src := range sources {
+		t.Run(src.lang, func(t *testing.T) {
+			p := exampletest.Load(t, wasmhost.PluginConfig{Name: "order-parse-" + src.lang, Kind: wasmhost.KindBolt, Path: exampletest.Build(t, src.dir)})
+			t.Run("matches the reference", func(t *testing.T) { matchesReference(t, p) })
+			t.Run("README example", func(t *testing.T) { readmeExample(t, p) })
+		})
+	}
 }
 
 // matchesReference checks that the example's output and rejects equal the
