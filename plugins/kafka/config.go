@@ -93,6 +93,15 @@ type SourceConfig struct {
 	MaxWait units.Duration `toml:"max_wait"`
 	// MaxBatchBytes bounds one batch's bodies.
 	MaxBatchBytes units.Size `toml:"max_batch_bytes"`
+	// StaticMembership joins the group with a fixed group.instance.id
+	// (KIP-345): an agent that restarts within session_timeout gets its
+	// partitions back without a rebalance and resumes them from its own
+	// positions, so no other member re-processes its last batch.
+	StaticMembership bool `toml:"static_membership"`
+	// InstanceID is this agent's group.instance.id (prefixed "sluice-").
+	// Empty: a random id created once in the stage's data directory. Two
+	// agents must never share one.
+	InstanceID string `toml:"instance_id"`
 }
 
 func defaultConn() Conn {
@@ -114,7 +123,7 @@ func DefaultSourceConfig() SourceConfig {
 		Conn: defaultConn(), StartAt: "earliest",
 		SessionTimeout: units.Of(10 * time.Second), HeartbeatInterval: units.Of(3 * time.Second),
 		RebalanceTimeout: units.Of(60 * time.Second), MaxWait: units.Of(100 * time.Millisecond),
-		MaxBatchBytes: units.Bytes(1 << 20),
+		MaxBatchBytes: units.Bytes(1 << 20), StaticMembership: true,
 	}
 }
 

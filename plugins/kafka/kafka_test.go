@@ -104,12 +104,19 @@ func newSink(t testing.TB, brokers []string, topic string, edit func(*SinkConfig
 
 func newSource(t testing.TB, brokers []string, topic, group string, resume []byte) *Source {
 	t.Helper()
+	return newSourceIn(t, t.TempDir(), brokers, topic, group, resume)
+}
+
+// newSourceIn opens a source whose stage directory (and so group instance
+// id) is dir: the same dir is the same agent restarted.
+func newSourceIn(t testing.TB, dir string, brokers []string, topic, group string, resume []byte) *Source {
+	t.Helper()
 	cfg := DefaultSourceConfig()
 	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{topic}, group
 	cfg.MaxWait = units.Of(20 * time.Millisecond)
 	cfg.SessionTimeout = units.Of(2 * time.Second)
 	cfg.HeartbeatInterval = units.Of(100 * time.Millisecond)
-	s, err := NewSource(cfg, nil)
+	s, err := NewSource(cfg, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +273,8 @@ func TestSourceDropsCopiesTheSinkSentAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	src := newSource(t, brokers, "t", "g", nil)
+	dir := t.TempDir()
+	src := newSourceIn(t, dir, brokers, "t", "g", nil)
 	got, pos := readN(t, src, 20)
 	if len(got) != 20 || len(uniq(got)) != 20 {
 		t.Fatalf("read %d events, %d distinct", len(got), len(uniq(got)))
@@ -275,7 +283,7 @@ func TestSourceDropsCopiesTheSinkSentAgain(t *testing.T) {
 	// After a restart, the marks come back with the position.
 	s.Write(ctx, orders(0, 10), pipeline.Fence{Stream: "raw/0/k", Offset: 1})
 	s.Write(ctx, orders(20, 5), pipeline.Fence{Stream: "raw/0/k", Offset: 3})
-	src2 := newSource(t, brokers, "t", "g", pos)
+	src2 := newSourceIn(t, dir, brokers, "t", "g", pos)
 	got, _ = readN(t, src2, 5)
 	if strings.Join(uniq(got), ",") != "order-20,order-21,order-22,order-23,order-24" {
 		t.Fatalf("after restart read %q", got)
@@ -287,7 +295,8 @@ func TestSourceResumesFromItsOwnPositionNotAnOlderGroupCommit(t *testing.T) {
 	s := newSink(t, brokers, "t", nil)
 	ctx := context.Background()
 	s.Write(ctx, orders(0, 40), pipeline.Fence{Stream: "a", Offset: 1})
-	src := newSource(t, brokers, "t", "g", nil)
+	dir := t.TempDir()
+	src := newSourceIn(t, dir, brokers, "t", "g", nil)
 	// Read everything but commit only the first batch: as if the agent
 	// died after the durable append of the rest and before its commit.
 	sb, err := src.Read(ctx, 10)
@@ -308,7 +317,7 @@ func TestSourceResumesFromItsOwnPositionNotAnOlderGroupCommit(t *testing.T) {
 	}
 	src.Close(ctx)
 	s.Write(ctx, orders(40, 5), pipeline.Fence{Stream: "a", Offset: 2})
-	src2 := newSource(t, brokers, "t", "g", durable)
+	src2 := newSourceIn(t, dir, brokers, "t", "g", durable)
 	got, _ := readN(t, src2, 5)
 	sort.Strings(got)
 	if strings.Join(got, ",") != "order-40,order-41,order-42,order-43,order-44" {
@@ -481,7 +490,7 @@ func TestLifecycle(t *testing.T) {
 	// A source opens while Kafka is unreachable and closes promptly.
 	scfg := DefaultSourceConfig()
 	scfg.Brokers, scfg.Topics, scfg.Group = []string{"127.0.0.1:1"}, []string{"t"}, "g"
-	src, err := NewSource(scfg, nil)
+	src, err := NewSource(scfg, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,8 +506,46 @@ func TestLifecycle(t *testing.T) {
 	if src.Close(ctx) != nil || src.Close(ctx) != nil {
 		t.Fatal("Close twice failed")
 	}
-	bad, _ := NewSource(scfg, nil)
+	bad, _ := NewSource(scfg, t.TempDir(), nil)
 	if err := bad.Open(ctx, []byte{9}); err == nil || !strings.Contains(err.Error(), "malformed source position") {
 		t.Fatalf("Open with a damaged position: %v", err)
+	}
+}
+
+func TestRestartedMemberGetsItsOwnPartitionsBack(t *testing.T) {
+	brokers := testkafka.Start(t, 4, "t")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := newSourceIn(t, dirA, brokers, "t", "g", nil)
+	b := newSourceIn(t, dirB, brokers, "t", "g", nil)
+	// Polls the group's state (assignments are made on the broker's
+	// schedule); the assertions are on which partitions, not on time.
+	settled := func(srcs ...*Source) [][]int32 {
+		for {
+			var out [][]int32
+			n := 0
+			for _, s := range srcs {
+				p := s.assigned()["t"]
+				sort.Slice(p, func(i, j int) bool { return p[i] < p[j] })
+				out = append(out, p)
+				n += len(p)
+			}
+			if n == 4 && len(out[0]) > 0 && len(out[1]) > 0 {
+				return out
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	before := settled(a, b)
+	claimedByB := fmt.Sprint(b.everClaimed())
+	a.Close(context.Background()) // a static member does not leave: like kill -9
+	a2 := newSourceIn(t, dirA, brokers, "t", "g", nil)
+	after := settled(a2, b)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Fatalf("assignment before the restart %v, after %v", before, after)
+	}
+	// The other member was never given the restarted member's partitions
+	// (it would have re-read their last uncommitted batch).
+	if got := fmt.Sprint(b.everClaimed()); got != claimedByB {
+		t.Fatalf("the other member was given %s during the restart (before: %s)", got, claimedByB)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/instanceid"
 )
 
 var _ pipeline.Source = (*Source)(nil)
@@ -32,8 +34,9 @@ var _ pipeline.Source = (*Source)(nil)
 // message forwarded from it has been acked, so the next owner starts
 // exactly after this member's durable output.
 type Source struct {
-	cfg SourceConfig
-	log *slog.Logger
+	cfg     SourceConfig
+	dataDir string
+	log     *slog.Logger
 
 	msgs    chan *sarama.ConsumerMessage
 	closing chan struct{}
@@ -52,19 +55,26 @@ type Source struct {
 	sess      sarama.ConsumerGroupSession
 	forwarded map[topicPart]int64 // next offset after the last message handed to Read
 	acked     map[topicPart]int64 // next offset acked (durable downstream)
+	claimed   map[topicPart]bool  // every partition ever claimed (tests)
 	opened    bool
 	closed    bool
 }
 
-// NewSource returns a kafka source for cfg, which must be valid.
-func NewSource(cfg SourceConfig, logger *slog.Logger) (*Source, error) {
+// NewSource returns a kafka source for cfg, which must be valid. dataDir
+// is the stage's own directory, where the group instance id is kept when
+// static membership is on and cfg.InstanceID is empty.
+func NewSource(cfg SourceConfig, dataDir string, logger *slog.Logger) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.StaticMembership && cfg.InstanceID == "" && dataDir == "" {
+		return nil, errors.New("kafka: static_membership needs instance_id or a data directory to keep one in")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Source{cfg: cfg, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{}}
+	s := &Source{cfg: cfg, dataDir: dataDir, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{},
+		claimed: map[topicPart]bool{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -96,6 +106,18 @@ func (s *Source) Open(ctx context.Context, resume []byte) error {
 		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
 	}
 	sc.Consumer.Return.Errors = true
+	if s.cfg.StaticMembership {
+		id := s.cfg.InstanceID
+		if id == "" {
+			if id, err = instanceid.Load(s.dataDir); err != nil {
+				return fmt.Errorf("kafka: %w", err)
+			}
+		}
+		g.InstanceId = "sluice-" + id
+		if !sc.Version.IsAtLeast(sarama.V2_3_0_0) {
+			sc.Version = sarama.V2_3_0_0
+		}
+	}
 	if err := sc.Validate(); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -186,6 +208,9 @@ func (h handler) Cleanup(sess sarama.ConsumerGroupSession) error {
 func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	s := h.s
 	tp := topicPart{claim.Topic(), claim.Partition()}
+	s.mu.Lock()
+	s.claimed[tp] = true
+	s.mu.Unlock()
 loop:
 	for {
 		select {
@@ -339,6 +364,29 @@ func (s *Source) Ack(ctx context.Context, pos []byte) error {
 	s.mu.Unlock()
 	s.cond.Broadcast()
 	return nil
+}
+
+// assigned lists the partitions of the current session, for tests.
+func (s *Source) assigned() map[string][]int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sess == nil {
+		return nil
+	}
+	return s.sess.Claims()
+}
+
+// everClaimed lists every partition this source has ever been given, for
+// tests.
+func (s *Source) everClaimed() []topicPart {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []topicPart
+	for tp := range s.claimed {
+		out = append(out, tp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out
 }
 
 // Close leaves the group. Safe without Open and safe twice.
