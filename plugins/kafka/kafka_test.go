@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"sort"
@@ -14,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -548,4 +550,67 @@ func TestRestartedMemberGetsItsOwnPartitionsBack(t *testing.T) {
 	if got := fmt.Sprint(b.everClaimed()); got != claimedByB {
 		t.Fatalf("the other member was given %s during the restart (before: %s)", got, claimedByB)
 	}
+}
+
+func TestBrokerFailuresMidBatchLoseNothingAndDuplicateNothing(t *testing.T) {
+	cluster := testkafka.Cluster(t, nil, 3, "t")
+	brokers := cluster.ListenAddrs()
+	s := newSink(t, brokers, "t", func(c *SinkConfig) {
+		c.Retries = 1
+		c.FlushMessages = 7 // several produce requests per batch, so a batch can fail part-way
+	})
+	ctx := context.Background()
+	var mu sync.Mutex
+	produces, failed := 0, 0
+	// Every third produce request from the 4th to the 30th: the broker
+	// drops the connection instead of answering.
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		produces++
+		if produces >= 4 && produces <= 30 && produces%3 == 0 {
+			failed++
+			return nil, errors.New("injected: connection dropped"), true
+		}
+		return nil, nil, false
+	})
+	const batches, per = 10, 50
+	var writeErrors int
+	for off := uint64(1); off <= batches; off++ {
+		for { // the runner's retry loop
+			_, err := s.Write(ctx, orders(int(off-1)*per, per), pipeline.Fence{Stream: "raw/0/k", Offset: off})
+			if err == nil {
+				break
+			}
+			writeErrors++
+		}
+	}
+	if writeErrors == 0 || failed == 0 {
+		t.Fatalf("no failure reached the sink (%d injected)", failed)
+	}
+	// The topic holds copies from the re-sent batches ...
+	cl, err := sarama.NewClient(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var stored int64
+	for p := int32(0); p < 3; p++ {
+		hw, err := cl.GetOffset("t", p, sarama.OffsetNewest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored += hw
+	}
+	if stored <= batches*per {
+		t.Fatalf("topic holds %d messages: no batch was re-sent after a partial delivery", stored)
+	}
+	// ... and the source passes on each order exactly once.
+	src := newSource(t, brokers, "t", "g", nil)
+	got, _ := readN(t, src, batches*per)
+	if u := uniq(got); len(got) != batches*per || len(u) != batches*per {
+		t.Fatalf("read %d events, %d distinct, want %d", len(got), len(u), batches*per)
+	}
+	t.Logf("%d produce requests dropped, %d batch writes retried, %d messages stored for %d orders", failed, writeErrors, stored, batches*per)
 }

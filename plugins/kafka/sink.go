@@ -196,13 +196,28 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 				retriable = pe.Err
 			}
 		case <-ctx.Done():
+			s.discard(p)
 			return nil, ctx.Err()
 		}
 	}
 	if retriable != nil {
+		s.discard(p)
 		return nil, fmt.Errorf("kafka: topic %s: %w", s.cfg.Topic, retriable)
 	}
 	return rejects, nil
+}
+
+// discard closes p in the background and makes the next Write start a new
+// producer: after a failed batch the old one may hold messages still in
+// flight or be stuck in an error state (an idempotent producer whose
+// sequence broke). Copies it still delivers are dropped by the source.
+func (s *Sink) discard(p sarama.AsyncProducer) {
+	s.mu.Lock()
+	if s.producer == p {
+		s.producer = nil
+	}
+	s.mu.Unlock()
+	go p.Close()
 }
 
 // Header names as bytes, shared by every message (sarama only reads them).

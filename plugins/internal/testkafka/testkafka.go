@@ -20,6 +20,13 @@ func Start(t testing.TB, partitions int32, topics ...string) []string {
 // StartWith is Start with more kfake options (e.g. kfake.EnableSASL()).
 func StartWith(t testing.TB, opts []kfake.Opt, partitions int32, topics ...string) []string {
 	t.Helper()
+	return Cluster(t, opts, partitions, topics...).ListenAddrs()
+}
+
+// Cluster is StartWith returning the cluster itself, for tests that inject
+// faults with its Control functions.
+func Cluster(t testing.TB, opts []kfake.Opt, partitions int32, topics ...string) *kfake.Cluster {
+	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, topics...),
@@ -30,5 +37,5 @@ func StartWith(t testing.TB, opts []kfake.Opt, partitions int32, topics ...strin
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return c
 }
