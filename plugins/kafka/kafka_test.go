@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -613,4 +614,20 @@ func TestBrokerFailuresMidBatchLoseNothingAndDuplicateNothing(t *testing.T) {
 		t.Fatalf("read %d events, %d distinct, want %d", len(got), len(u), batches*per)
 	}
 	t.Logf("%d produce requests dropped, %d batch writes retried, %d messages stored for %d orders", failed, writeErrors, stored, batches*per)
+}
+
+func TestNoGoroutineOutlivesClose(t *testing.T) {
+	brokers := testkafka.Start(t, 2, "t")
+	before := goleak.IgnoreCurrent()
+	ctx := context.Background()
+	s := newSink(t, brokers, "t", nil)
+	if _, err := s.Write(ctx, orders(0, 10), pipeline.Fence{Stream: "x", Offset: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	src := newSource(t, brokers, "t", "g", nil)
+	readN(t, src, 10)
+	src.Close(ctx)
+	// go-metrics (inside sarama) keeps one process-wide ticker.
+	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -413,4 +414,22 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+func TestNoGoroutineOutlivesClose(t *testing.T) {
+	srv := testredis.Start(t)
+	before := goleak.IgnoreCurrent()
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Addrs, cfg.InstanceID = []string{srv.Addr}, "leak"
+	s, err := New(cfg, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Open(ctx)
+	if _, err := s.Write(ctx, batchOf(`{"op":"set","key":"k","value":"v"}`), pipeline.Fence{Stream: "x", Offset: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	goleak.VerifyNone(t, before)
 }
