@@ -107,8 +107,10 @@ type Server struct {
 	handler http.Handler
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	last    *StatusView // newest sample, for rates
+	mu   sync.Mutex  // guards last
+	last *StatusView // newest sample, for rates
+
+	resMu   sync.Mutex // guards results and resAt; separate so a slow store never delays /api/status
 	results *ResultsView
 	resAt   time.Time
 
@@ -301,8 +303,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 // currentResults returns results no older than the interval.
 func (s *Server) currentResults() (*ResultsView, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.resMu.Lock()
+	defer s.resMu.Unlock()
 	if s.results != nil && time.Since(s.resAt) < s.cfg.Interval {
 		return s.results, nil
 	}
