@@ -56,6 +56,9 @@ type Config struct {
 	InstanceID string `toml:"instance_id"`
 	// TLS for the connection to Redis (and the sentinels).
 	TLS tlsconf.Config `toml:"tls"`
+	// Commands switches to mapping mode: events are plain JSON objects and
+	// each becomes these commands, instead of being command records.
+	Commands []Mapping `toml:"commands"`
 }
 
 // DefaultConfig returns the defaults that apply to keys a file leaves out.
@@ -126,5 +129,6 @@ func (c Config) Validate() error {
 	if err := c.TLS.Validate("tls"); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, validateMappings(c.Commands)...)
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,8 @@ type Sink struct {
 	cmds   []item
 	groups map[uint16][]item
 	fences map[string]string // fence key → fence this sink knows is stored
+	mapper *mapper           // mapping mode, or nil for command records
+	mapped []command.Command
 }
 
 type item struct {
@@ -68,7 +71,11 @@ func New(cfg Config, dataDir string, logger *slog.Logger) (*Sink, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sink{cfg: cfg, dataDir: dataDir, log: logger}, nil
+	s := &Sink{cfg: cfg, dataDir: dataDir, log: logger}
+	if len(cfg.Commands) > 0 {
+		s.mapper, _ = newMapper(cfg.Commands) // Validate checked it
+	}
+	return s, nil
 }
 
 // Open builds the client; it does not wait for Redis.
@@ -180,22 +187,41 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	if s.rdb == nil {
 		return nil, errors.New("redis: Write without Open")
 	}
-	s.bodies = s.bodies[:0]
-	err := event.Iterate(batch, func(i int, e *event.Event) error {
-		s.bodies = append(s.bodies, e.Body)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+	var rejects []pipeline.Reject
+	if s.mapper != nil {
+		s.cmds = s.cmds[:0]
+		err := event.Iterate(batch, func(i int, e *event.Event) error {
+			var err error
+			if s.mapped, err = s.mapper.commands(s.mapped[:0], e.Body, e.Key); err != nil {
+				rejects = append(rejects, pipeline.Reject{Index: i, Reason: err.Error()})
+				return nil
+			}
+			for _, c := range s.mapped {
+				s.cmds = append(s.cmds, item{index: i, cmd: c})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+	} else {
+		s.bodies = s.bodies[:0]
+		err := event.Iterate(batch, func(i int, e *event.Event) error {
+			s.bodies = append(s.bodies, e.Body)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		rejects = s.parse()
 	}
-	rejects := s.parse()
 	fv := fenceValue(fence.Offset)
 	if s.cfg.Mode != ModeCluster {
 		r, err := s.apply(ctx, s.prefix+fence.Stream, fv, s.cmds)
 		if err != nil {
 			return nil, err
 		}
-		return append(rejects, r...), nil
+		return onePerEvent(append(rejects, r...)), nil
 	}
 	// Cluster: one transaction per hash slot, each with the fence key of
 	// that slot. A batch with no commands records no fence: there is
@@ -218,7 +244,23 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 		}
 		rejects = append(rejects, r...)
 	}
-	return rejects, nil
+	return onePerEvent(rejects), nil
+}
+
+// onePerEvent keeps the first reject of each event (in mapping mode one
+// event may have several refused commands), in event order.
+func onePerEvent(rs []pipeline.Reject) []pipeline.Reject {
+	if len(rs) < 2 {
+		return rs
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Index < rs[j].Index })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		if r.Index != out[len(out)-1].Index {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // apply applies items and the fence fv under fenceKey, atomically, unless

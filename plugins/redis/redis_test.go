@@ -433,3 +433,91 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 	s.Close(ctx)
 	goleak.VerifyNone(t, before)
 }
+
+func TestMappingModeBuildsCommandsFromPlainEvents(t *testing.T) {
+	srv := testredis.Start(t)
+	cfg := DefaultConfig()
+	md, err := toml.Decode(`
+addrs = ["`+srv.Addr+`"]
+instance_id = "map"
+[[commands]]
+op = "hincrby"
+key = "rev:cat:{category}"
+field = "{city}"
+value = "{price_cents}"
+[[commands]]
+op = "zincrby"
+key = "top:sku"
+member = "{sku}"
+value = "1"
+[[commands]]
+op = "set"
+key = "last:{@key}"
+value = "{order_id}"
+ttl_ms = 60000
+`, &cfg)
+	if err != nil || len(md.Undecoded()) > 0 {
+		t.Fatalf("%v %v", err, md.Undecoded())
+	}
+	s, err := New(cfg, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.Open(ctx)
+	defer s.Close(ctx)
+	var b event.Builder
+	for _, body := range []string{
+		`{"order_id":"o-1","category":"books","city":"Hangzhou","price_cents":1250,"sku":"sku-1"}`,
+		`{"order_id":"o-2","category":"books","city":"Hangzhou","price_cents":50,"sku":"sku-2"}`,
+		`{"order_id":"o-3","category":"books","price_cents":50,"sku":"sku-2"}`, // no city
+		`not json`,
+		`{"order_id":"o-4","category":"toys","city":"Paris","price_cents":7,"sku":"sku-1"}`,
+	} {
+		b.Add(&event.Event{Key: []byte("u42"), Body: []byte(body)})
+	}
+	rej, err := s.Write(ctx, b.Bytes(), pipeline.Fence{Stream: "x", Offset: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 2 || rej[0].Index != 2 || !strings.Contains(rej[0].Reason, `no field "city"`) ||
+		rej[1].Index != 3 || !strings.Contains(rej[1].Reason, "not a JSON object") {
+		t.Fatalf("rejects %+v", rej)
+	}
+	rc := client(t, srv.Addr)
+	if v := rc.HGet(ctx, "rev:cat:books", "Hangzhou").Val(); v != "1300" {
+		t.Errorf("rev:cat:books Hangzhou = %q", v)
+	}
+	if v := rc.ZScore(ctx, "top:sku", "sku-1").Val(); v != 2 {
+		t.Errorf("top:sku sku-1 = %v", v)
+	}
+	if v := rc.Get(ctx, "last:u42").Val(); v != "o-4" {
+		t.Errorf("last:u42 = %q", v)
+	}
+}
+
+func TestMappingValidation(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Commands = []Mapping{{Op: "hincrby", Key: "k{", Value: "1"}, {Op: "frob"}, {Op: "expire", Key: "k"}, {Op: "set", Key: "k", Value: "v", Member: "m"}}
+	err := cfg.Validate()
+	for _, want := range []string{`commands[0].key: "{" without "}"`, "commands[0].field: is required for hincrby",
+		`commands[1].op: "frob"`, "commands[2].ttl_ms: expire needs", "commands[3].member: does not belong to set"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func FuzzTemplate(f *testing.F) {
+	f.Add("rev:{category}:{city}", []byte(`{"category":"books","city":"Hangzhou"}`))
+	f.Add("{@key}", []byte(`{}`))
+	f.Add("}{", []byte(`{"a":1}`))
+	f.Fuzz(func(t *testing.T, tmpl string, body []byte) {
+		tp, err := parseTemplate(tmpl)
+		if err != nil {
+			return
+		}
+		m := &mapper{ms: []Mapping{{Op: "hset"}}, key: []template{tp}, fld: []template{tp}, val: []template{tp}}
+		m.commands(nil, body, []byte("k")) // must not panic
+	})
+}
