@@ -1,6 +1,8 @@
 package sluice
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/agent/event"
@@ -59,5 +61,58 @@ func FuzzHostAnswers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseHTTPResponse(b)
 		eachPair(b, func(_, _ []byte) bool { return true })
+	})
+}
+
+// forwardBolt forwards every event and reads its headers.
+type forwardBolt struct{}
+
+func (forwardBolt) Init(*Config) error { return nil }
+
+func (forwardBolt) Process(e *Event, out *Output) error {
+	e.EachHeader(func(_, _ []byte) bool { return true })
+	e.Header("x")
+	out.Forward(e)
+	return nil
+}
+
+// FuzzProcess checks the decoder inside guest.perEvent against batchReader:
+// a batch batchReader reads to its end without error is forwarded whole
+// (the output batch is the input), anything else is a malformed-batch error
+// result, and nothing panics.
+func FuzzProcess(f *testing.F) {
+	f.Add(event.AppendBatch(nil, nil))
+	f.Add(event.AppendBatch(nil, []event.Event{{Time: 1, Key: []byte("k"), Body: []byte("b"), Headers: []event.Header{{Name: "n", Value: "v"}, {Name: "", Value: ""}}}, {Body: []byte("c")}}))
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add([]byte{255, 255, 255, 255})
+	registered = forwardBolt{}
+	g := &guest{}
+	g.init(configBytes())
+	registered = nil
+	f.Fuzz(func(t *testing.T, b []byte) {
+		wellFormed := false
+		var r batchReader
+		var e Event
+		if r.reset(b) == nil {
+			for {
+				more, err := r.next(&e)
+				if err != nil {
+					break
+				}
+				if !more {
+					wellFormed = true
+					break
+				}
+			}
+		}
+		res := decodeResult(t, g.process(b))
+		switch {
+		case wellFormed && res.status != statusOK:
+			t.Fatalf("batchReader reads the batch, process fails: %d %q", res.status, res.message)
+		case wellFormed && !bytes.Equal(event.AppendBatch(nil, res.events), b):
+			t.Fatal("forwarding every event did not reproduce the batch")
+		case !wellFormed && (res.status != statusError || !strings.Contains(res.message, "malformed batch")):
+			t.Fatalf("batchReader refuses the batch, process gives %d %q", res.status, res.message)
+		}
 	})
 }

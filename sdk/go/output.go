@@ -79,28 +79,45 @@ func (o *Output) Len() int { return int(o.count) }
 
 // Emit appends an event with no headers. Add headers to it with AddHeader.
 // key and body are copied.
+//
+// Emit, EmitString and Forward write by index, with the capacity checked
+// once, not with append and not through helpers: in a Go-built WebAssembly
+// guest every call that is not inlined, and every branch, costs several ns,
+// per event (sdk/go/README.md, "Cost per event").
 func (o *Output) Emit(time int64, key, body []byte) {
-	o.ensure(20 + len(key) + len(body))
-	b := binary.LittleEndian.AppendUint64(o.buf, uint64(time))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(key)))
-	b = append(b, key...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
-	b = append(b, body...)
-	o.lastHdrAt = len(b)
-	o.buf = append(b, 0, 0, 0, 0)
+	at := len(o.buf)
+	n := 20 + len(key) + len(body)
+	if cap(o.buf)-at < n {
+		o.ensure(n)
+	}
+	o.buf = o.buf[:at+n]
+	b := o.buf[at:]
+	binary.LittleEndian.PutUint64(b, uint64(time))
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(key)))
+	k := 12 + copy(b[12:], key)
+	binary.LittleEndian.PutUint32(b[k:], uint32(len(body)))
+	k += 4 + copy(b[k+4:], body)
+	binary.LittleEndian.PutUint32(b[k:], 0)
+	o.lastHdrAt = at + k
 	o.count++
 }
 
 // EmitString is Emit for string key and body.
 func (o *Output) EmitString(time int64, key, body string) {
-	o.ensure(20 + len(key) + len(body))
-	b := binary.LittleEndian.AppendUint64(o.buf, uint64(time))
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(key)))
-	b = append(b, key...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
-	b = append(b, body...)
-	o.lastHdrAt = len(b)
-	o.buf = append(b, 0, 0, 0, 0)
+	at := len(o.buf)
+	n := 20 + len(key) + len(body)
+	if cap(o.buf)-at < n {
+		o.ensure(n)
+	}
+	o.buf = o.buf[:at+n]
+	b := o.buf[at:]
+	binary.LittleEndian.PutUint64(b, uint64(time))
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(key)))
+	k := 12 + copy(b[12:], key)
+	binary.LittleEndian.PutUint32(b[k:], uint32(len(body)))
+	k += 4 + copy(b[k+4:], body)
+	binary.LittleEndian.PutUint32(b[k:], 0)
+	o.lastHdrAt = at + k
 	o.count++
 }
 
@@ -149,8 +166,12 @@ func (o *Output) bumpHeaders() {
 
 // Forward emits e unchanged (time, key, body and headers) with one copy.
 func (o *Output) Forward(e *Event) {
-	o.ensure(len(e.raw))
-	o.buf = append(o.buf, e.raw...)
+	at := len(o.buf)
+	if cap(o.buf)-at < len(e.raw) {
+		o.ensure(len(e.raw))
+	}
+	o.buf = o.buf[:at+len(e.raw)]
+	copy(o.buf[at:], e.raw)
 	o.lastHdrAt = -1
 	o.count++
 }

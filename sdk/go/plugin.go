@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -168,7 +169,7 @@ func (g *guest) process(batch []byte) (res []byte) {
 	if g.bolt == nil {
 		return g.out.finish(statusError, fmt.Sprintf("plugin %T is not a bolt: it has no Process(*sluice.Event, *sluice.Output) error method", g.plugin), nil)
 	}
-	return g.perEvent(batch, g.bolt.Process, nil)
+	return g.perEvent(batch, g.bolt, nil)
 }
 
 func (g *guest) write(batch []byte) (res []byte) {
@@ -180,36 +181,84 @@ func (g *guest) write(batch []byte) (res []byte) {
 	if g.sink == nil {
 		return g.out.finish(statusError, fmt.Sprintf("plugin %T is not a sink: it has no Write(*sluice.Event) error method", g.plugin), nil)
 	}
-	return g.perEvent(batch, nil, g.sink.Write)
+	return g.perEvent(batch, nil, g.sink)
 }
 
-// perEvent runs one of fn (bolt) or sinkFn (sink) over every event of batch.
-func (g *guest) perEvent(batch []byte, fn func(*Event, *Output) error, sinkFn func(*Event) error) []byte {
+// perEvent runs bolt.Process or sink.Write (whichever is not nil) over every
+// event of batch.
+//
+// The events are decoded here, in the loop, not by a helper: in a Go-built
+// WebAssembly guest every call that is not inlined costs ~10 ns (the Go
+// stack lives in linear memory, each function is a resumable state machine),
+// and calls per event were most of the SDK's cost (figures: sdk/go/README.md,
+// "Cost per event"). Each length is checked against what is left before it is
+// used; FuzzProcess checks this decoder against batchReader.
+func (g *guest) perEvent(batch []byte, bolt Bolt, sink Sink) []byte {
 	if err := g.rd.reset(batch); err != nil {
 		return g.out.finish(statusError, err.Error(), nil)
 	}
-	for {
-		i := g.rd.index
-		more, err := g.rd.next(&g.ev)
-		if err != nil {
-			return g.out.finish(statusError, err.Error(), nil)
+	b, off, count := g.rd.buf, g.rd.off, g.rd.count
+	e, out := &g.ev, &g.out
+	for i := 0; i < count; i++ {
+		start := off
+		// time:u64 keyLen:u32 — the smallest event is minEventSize bytes.
+		if len(b)-off < minEventSize {
+			return g.malformed(i, off, "truncated event")
 		}
-		if !more {
-			break
+		e.Time = int64(binary.LittleEndian.Uint64(b[off:]))
+		n := int(binary.LittleEndian.Uint32(b[off+8:]))
+		off += 12
+		if n > len(b)-off-8 { // body length and header count follow the key
+			return g.malformed(i, off, "key length runs past the end")
 		}
-		if fn != nil {
-			err = fn(&g.ev, &g.out)
+		e.Key = nil
+		if n > 0 {
+			e.Key = b[off : off+n : off+n]
+		}
+		off += n
+		n = int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if n > len(b)-off-4 { // the header count follows the body
+			return g.malformed(i, off, "body length runs past the end")
+		}
+		e.Body = b[off : off+n : off+n]
+		off += n
+		nh := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		hstart := off
+		if nh != 0 {
+			if uint64(nh)*8 > uint64(len(b)-off) {
+				return g.malformed(i, off, fmt.Sprintf("%d headers cannot fit in the %d bytes left", nh, len(b)-off))
+			}
+			var ok bool
+			if off, ok = skipHeaders(b, off, nh); !ok {
+				return g.malformed(i, off, "header runs past the end")
+			}
+		}
+		e.headers = b[hstart:off:off]
+		e.nHeaders = nh
+		e.raw = b[start:off:off]
+		var err error
+		if bolt != nil {
+			err = bolt.Process(e, out)
 		} else {
-			err = sinkFn(&g.ev)
+			err = sink.Write(e)
 		}
 		if err != nil {
+			if rej, ok := err.(*rejectError); ok {
+				out.reject(i, rej.reason)
+				continue
+			}
 			var rej *rejectError
 			if errors.As(err, &rej) {
-				g.out.reject(i, rej.reason)
+				out.reject(i, rej.reason)
 				continue
 			}
 			return g.fail(err)
 		}
+	}
+	if off != len(b) {
+		return g.out.finish(statusError, fmt.Sprintf("%v: %d trailing bytes after %d events", errMalformed, len(b)-off, count), nil)
 	}
 	if g.flush != nil {
 		if err := g.flush.Flush(); err != nil {
@@ -217,6 +266,27 @@ func (g *guest) perEvent(batch []byte, fn func(*Event, *Output) error, sinkFn fu
 		}
 	}
 	return g.out.finish(statusOK, "", nil)
+}
+
+// skipHeaders returns the offset after nh headers (name:bytes value:bytes)
+// starting at off, or false when one runs past the end of b.
+func skipHeaders(b []byte, off, nh int) (int, bool) {
+	for j := 0; j < 2*nh; j++ {
+		if len(b)-off < 4 {
+			return off, false
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if n > len(b)-off {
+			return off, false
+		}
+		off += n
+	}
+	return off, true
+}
+
+func (g *guest) malformed(index, off int, what string) []byte {
+	return g.out.finish(statusError, fmt.Sprintf("%v: event %d at byte %d: %s", errMalformed, index, off, what), nil)
 }
 
 func (g *guest) tick(now int64) (res []byte) {
