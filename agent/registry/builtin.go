@@ -57,7 +57,7 @@ func Builtin() *Registry {
 		Kind: config.KindSource, Type: "kafka", Sample: kafka.SourceSampleConfig,
 		NewConfig: func() any { c := kafka.DefaultSourceConfig(); return &c },
 		NewSource: func(cfg any, env Env) (pipeline.Source, error) {
-			return kafka.NewSource(*cfg.(*kafka.SourceConfig), env.Logger)
+			return kafka.NewSource(*cfg.(*kafka.SourceConfig), env.DataDir, env.Logger)
 		},
 	}))
 	must(r.Register(Plugin{
