@@ -89,7 +89,8 @@ const readDOM = `JSON.stringify((() => {
 })())`
 
 // TestDashboardInChromium runs the demo pipeline (tail → order-parse →
-// order-stats → store, with the WASM bolts built from source) behind a real
+// order-stats → store, with the C WASM bolts built from source, as sluice
+// demo does) behind a real
 // admin server, opens the dashboard in headless Chromium, and waits until
 // it shows exactly the ground truth of the orders written: revenue per
 // minute, categories, cities, top SKUs, and every component of the
@@ -101,7 +102,7 @@ func TestDashboardInChromium(t *testing.T) {
 	root := repoRoot(t)
 	demo := t.TempDir()
 	plugins := filepath.Join(demo, "plugins")
-	if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-parse"), filepath.Join(plugins, "order-parse.wasm")); err != nil {
+	if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-parse", "c"), filepath.Join(plugins, "order-parse.wasm")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := plugintool.Build(ctx, filepath.Join(root, "wasm-examples", "order-stats", "c"), filepath.Join(plugins, "order-stats.wasm")); err != nil {
