@@ -90,8 +90,8 @@ const readDOM = `JSON.stringify((() => {
 
 // TestDashboardInChromium runs the demo pipeline (tail → order-parse →
 // order-stats → store, with the C WASM bolts built from source, as sluice
-// demo does) behind a real
-// admin server, opens the dashboard in headless Chromium, and waits until
+// demo does) behind a real admin server, opens the dashboard in headless
+// Chromium, and waits until
 // it shows exactly the ground truth of the orders written: revenue per
 // minute, categories, cities, top SKUs, and every component of the
 // topology, with live rates seen on its edges along the way. A tap on the
