@@ -9,7 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
-	"github.com/sluicehq/sluice/plugins/internal/testkafka"
+	"github.com/sluicehq/sluice/internal/testkafka"
 )
 
 // BenchmarkSinkVsSarama sends the same 5000 order lines per iteration

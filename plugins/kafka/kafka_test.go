@@ -20,7 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
-	"github.com/sluicehq/sluice/plugins/internal/testkafka"
+	"github.com/sluicehq/sluice/internal/testkafka"
 	"github.com/sluicehq/sluice/plugins/internal/units"
 )
 

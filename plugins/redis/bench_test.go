@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/internal/testredis"
 	"github.com/sluicehq/sluice/plugins/internal/command"
-	"github.com/sluicehq/sluice/plugins/internal/testredis"
 )
 
 // BenchmarkSinkVsPipeline applies the same 1000 hincrby records per batch

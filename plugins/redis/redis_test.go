@@ -25,7 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
-	"github.com/sluicehq/sluice/plugins/internal/testredis"
+	"github.com/sluicehq/sluice/internal/testredis"
 	"github.com/sluicehq/sluice/plugins/internal/tlsconf"
 	"github.com/sluicehq/sluice/plugins/internal/units"
 )
