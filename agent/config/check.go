@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -333,6 +335,7 @@ func (c *checker) check(f *File) {
 	if !c.broken["agent"] {
 		c.oneOf("agent.log_level", a.LogLevel, logLevels)
 		c.checkUnits("agent", reflect.ValueOf(a))
+		c.checkAdmin(a)
 	}
 
 	for _, n := range sortedKeys(f.Channels) {
@@ -384,6 +387,47 @@ func (c *checker) check(f *File) {
 	if len(c.broken) == 0 {
 		c.checkGraph(f)
 	}
+}
+
+// AdminTokenEnv is the environment variable agent.admin_token defaults to.
+const AdminTokenEnv = "SLUICE_ADMIN_TOKEN"
+
+// checkAdmin applies the admin defaults and refuses an admin address other
+// machines can reach without a token (the API can read every event through
+// /api/tap).
+func (c *checker) checkAdmin(a *Agent) {
+	switch {
+	case !c.md.IsDefined("agent", "admin_addr"):
+		a.AdminAddr, a.AdminAddrDefault = DefaultAdminAddr, true
+	case a.AdminAddr == "off":
+		a.AdminAddr = ""
+	}
+	if !c.md.IsDefined("agent", "admin_token") {
+		a.AdminToken = os.Getenv(AdminTokenEnv)
+	}
+	if a.AdminAddr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(a.AdminAddr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		c.add("agent.admin_addr", `write e.g. "127.0.0.1:8686", or "off" to disable the admin API`, "%q is not a host:port address", a.AdminAddr)
+		return
+	}
+	if !isLoopback(host) && a.AdminToken == "" {
+		c.add("agent.admin_addr", "set admin_token or "+AdminTokenEnv+", or bind to 127.0.0.1",
+			"%q is reachable from other machines, so the admin API needs a token", a.AdminAddr)
+	}
+}
+
+// isLoopback reports whether host only accepts connections from this
+// machine; an empty host means every interface. (admin.IsLoopback, kept
+// here so that config does not import the admin server.)
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *checker) oneOf(path, v string, allowed []string) {

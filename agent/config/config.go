@@ -2,7 +2,7 @@
 //
 // A file has five kinds of tables:
 //
-//	[agent]            data directory, shutdown deadline, log level, policy
+//	[agent]            data directory, shutdown deadline, log level, policy, admin API address
 //	[channels.NAME]    a durable (or memory) channel: partitions, sizes, fsync
 //	[sources.NAME]     a source writing to one channel
 //	[bolts.NAME]       a bolt reading one channel and writing one (or routing by header)
@@ -77,6 +77,19 @@ type Agent struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// RequireSHA256 makes a sha256 pin mandatory for every .wasm module.
 	RequireSHA256 bool `toml:"require_sha256"`
+	// AdminAddr is where the admin API and dashboard listen (agent/admin),
+	// as host:port. When the file leaves it out it is DefaultAdminAddr;
+	// "" or "off" disables the admin server (Parse leaves AdminAddr ""). A
+	// host that is not a loopback address needs AdminToken.
+	AdminAddr string `toml:"admin_addr"`
+	// AdminToken is the bearer token the admin API requires ("" for none).
+	// When the file leaves it out it comes from the environment variable
+	// SLUICE_ADMIN_TOKEN, so that it need not be written into the file.
+	AdminToken string `toml:"admin_token"`
+	// AdminAddrDefault is true when AdminAddr is the default rather than
+	// written in the file: the runner may then fall back to another port
+	// when the default one is taken (two agents on one machine).
+	AdminAddrDefault bool `toml:"-"`
 }
 
 // Channel is a [channels.NAME] table.
@@ -183,6 +196,7 @@ func (f *File) Stages() []*Stage {
 // Defaults applied to values the file leaves out.
 const (
 	DefaultDataDir      = ".sluice/data"
+	DefaultAdminAddr    = "127.0.0.1:8686" // loopback only: never reachable from the network by accident
 	DefaultBatchSize    = 1024
 	DefaultSegmentBytes = 64 << 20
 	DefaultMaxBytes     = 2 << 30

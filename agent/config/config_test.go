@@ -365,7 +365,39 @@ input = "raw"
 				`x.toml:4: environment variable SLUICE_TEST_UNSET_TYPE is not set (set it, or write ${SLUICE_TEST_UNSET_TYPE:-default})`,
 			},
 		},
+		{
+			name: "admin API reachable from the network without a token, bad address",
+			text: `
+[agent]
+admin_addr = "0.0.0.0:8686"
+
+[channels.raw]
+
+[sources.s]
+type = "gen"
+output = "raw"
+
+[sinks.f]
+type = "file"
+input = "raw"
+`,
+			want: []string{
+				`x.toml:3: agent.admin_addr: "0.0.0.0:8686" is reachable from other machines, so the admin API needs a token (set admin_token or SLUICE_ADMIN_TOKEN, or bind to 127.0.0.1)`,
+			},
+		},
+		{
+			name: "admin address without a port",
+			text: `
+[agent]
+log_level = "debug"
+admin_addr = "localhost"
+`,
+			want: []string{
+				`x.toml:4: agent.admin_addr: "localhost" is not a host:port address (write e.g. "127.0.0.1:8686", or "off" to disable the admin API)`,
+			},
+		},
 	}
+	t.Setenv(AdminTokenEnv, "") // the token must come from the file in these cases
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			text := strings.ReplaceAll(tc.text, "WASM", wasm)
@@ -454,4 +486,48 @@ func FuzzParse(f *testing.F) {
 		_, _ = Parse("f.toml", text, testPlugins{})
 		_ = indexLines(string(text))
 	})
+}
+
+func TestAdminSettings(t *testing.T) {
+	const graph = `
+[channels.raw]
+[sources.s]
+type = "gen"
+output = "raw"
+[sinks.f]
+type = "file"
+input = "raw"
+`
+	cases := []struct {
+		name, agent, env     string
+		addr, token          string
+		isDefault, wantError bool
+	}{
+		{name: "absent: default loopback address", addr: DefaultAdminAddr, isDefault: true},
+		{name: "off disables", agent: `admin_addr = "off"`},
+		{name: "empty disables", agent: `admin_addr = ""`},
+		{name: "explicit port", agent: `admin_addr = "127.0.0.1:0"`, addr: "127.0.0.1:0"},
+		{name: "token from the environment", agent: `admin_addr = ":8686"`, env: "s3cret", addr: ":8686", token: "s3cret"},
+		{name: "token in the file wins", agent: "admin_addr = \"[::]:9000\"\nadmin_token = \"file\"", env: "env", addr: "[::]:9000", token: "file"},
+		{name: "every interface without a token", agent: `admin_addr = ":8686"`, wantError: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(AdminTokenEnv, tc.env)
+			f, err := Parse("x.toml", []byte("[agent]\n"+tc.agent+"\n"+graph), testPlugins{})
+			if tc.wantError {
+				if err == nil || !strings.Contains(err.Error(), "x.toml:2: agent.admin_addr:") {
+					t.Fatalf("err = %v, want an agent.admin_addr error on line 2", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := f.Agent
+			if a.AdminAddr != tc.addr || a.AdminToken != tc.token || a.AdminAddrDefault != tc.isDefault {
+				t.Errorf("admin = %q token %q default %v, want %q token %q default %v", a.AdminAddr, a.AdminToken, a.AdminAddrDefault, tc.addr, tc.token, tc.isDefault)
+			}
+		})
+	}
 }
