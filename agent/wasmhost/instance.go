@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/sluicehq/sluice/agent/wasmhost/internal/guard"
@@ -34,6 +35,7 @@ type instance struct {
 	p      *Plugin
 	mod    api.Module
 	mem    api.Memory
+	lm     *linearMemory // backs mem; stays mapped while a call uses it
 	buffer api.Function
 	// The kind's entry points (nil when not exported).
 	process, tick, poll, ack, write api.Function
@@ -66,7 +68,7 @@ func instanceFrom(ctx context.Context) *instance {
 // config, and for a source that has been opened, sluice_ack with the
 // position it must resume after.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{p: p, stack: make([]uint64, 2)}
+	inst := &instance{p: p, stack: make([]uint64, 2), lm: newLinearMemory()}
 	inst.stdout = newLineWriter(p.logger, "stdout")
 	inst.stderr = newLineWriter(p.logger, "stderr")
 	mcfg := wazero.NewModuleConfig().
@@ -85,7 +87,8 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	// Instantiation runs no guest code (no start functions), so it needs no
 	// stop flag, only the deadline for wazero's own work.
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.CallTimeout)
-	mod, err := p.rt.InstantiateModule(cctx, p.compiled, mcfg)
+	mod, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(cctx, inst.lm), p.compiled, mcfg)
+	inst.lm.release() // the instantiation's use of the memory
 	if err != nil {
 		err = fmt.Errorf("instantiating: %w", inst.describe(cctx, err))
 		cancel()
@@ -171,9 +174,13 @@ func (inst *instance) close() {
 // it arms the guard: when the context ends, the stop flag is raised and the
 // guest traps at its next check. done must be called when the call returns.
 func (inst *instance) callContext(ctx context.Context) (cctx context.Context, done func()) {
+	inst.lm.acquire()
 	cctx, cancel := context.WithTimeout(context.WithValue(ctx, instanceKey{}, inst), inst.p.cfg.CallTimeout)
 	if inst.stop == nil {
-		return cctx, cancel
+		return cctx, func() {
+			cancel()
+			inst.lm.release()
+		}
 	}
 	disarm := context.AfterFunc(cctx, inst.raiseStop)
 	return cctx, func() {
@@ -181,6 +188,7 @@ func (inst *instance) callContext(ctx context.Context) (cctx context.Context, do
 			inst.poisoned = true // the flag is (or is about to be) raised
 		}
 		cancel()
+		inst.lm.release()
 	}
 }
 
