@@ -72,7 +72,18 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	go func() { genDone <- generateOrders(genCtx, abs, *rate) }()
 	fmt.Fprintf(stdout, "writing %d orders/s to %s; agent log: %s; Ctrl-C to stop\n",
 		*rate, filepath.Join(abs, "orders.log"), filepath.Join(abs, "agent.log"))
-	err = runAgentFor(ctx, cfg, log, stdout, time.Second, *runFor, func(a *topology.Agent) string { return "  " + topCategories(a, "results") })
+	err = runAgentFor(ctx, cfg, log, stdout, runOptions{
+		Interval:  time.Second,
+		StopAfter: *runFor,
+		Extra:     func(a *topology.Agent) string { return "  " + topCategories(a, "results") },
+		// A second demo or agent may hold the default port: take another.
+		AdminFallback: true,
+		OnRunning: func(url string) {
+			if url != "" {
+				fmt.Fprintf(stdout, "dashboard: %s  (sluice top --addr %s)\n", url, strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
+			}
+		},
+	})
 	stopGen()
 	if gerr := <-genDone; gerr != nil && !errors.Is(gerr, context.Canceled) {
 		err = errors.Join(err, gerr)

@@ -1,6 +1,6 @@
 // Command sluice is the Sluice agent: it runs a topology from one TOML file,
 // checks configs, runs the demo and the benchmark, builds plugins and
-// inspects dead-letter channels.
+// inspects dead-letter channels and watches a running agent (top, tap).
 //
 // Exit codes:
 //
@@ -54,6 +54,8 @@ func commands() []command {
 		{"bench", "measure end-to-end throughput per example language", cmdBench},
 		{"plugin", "build a WASM plugin from source, or scaffold a new one", cmdPlugin},
 		{"dlq", "list or replay the events in dead-letter channels", cmdDLQ},
+		{"top", "show a running agent's live rates and channel depths", cmdTop},
+		{"tap", "print the events appended to a running agent's channel", cmdTap},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/registry"
 	"github.com/sluicehq/sluice/agent/topology"
@@ -78,29 +79,53 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Agent.LogLevel, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runAgent(ctx, cfg, log, stdout, *status, nil)
+	return runAgentFor(ctx, cfg, log, stdout, runOptions{Interval: *status})
 }
 
-// runAgent builds and runs cfg until ctx ends, then drains. status prints a
-// line every interval; extra adds text to it.
-func runAgent(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval time.Duration, extra func(*topology.Agent) string) error {
-	return runAgentFor(ctx, cfg, log, stdout, interval, 0, extra)
+// runOptions tune runAgentFor.
+type runOptions struct {
+	// Interval is how often a status line is printed (0: never); Extra
+	// adds text to it.
+	Interval time.Duration
+	Extra    func(*topology.Agent) string
+	// StopAfter stops the agent this long after it started (0: never).
+	StopAfter time.Duration
+	// AdminFallback makes the admin server listen on an ephemeral loopback
+	// port when its address is taken (the demo). Without it that happens
+	// only for the default address; an address written in the config
+	// that cannot be bound is an error.
+	AdminFallback bool
+	// OnRunning, when set, is called once the agent is running with the
+	// admin server's base URL ("" when the admin API is off).
+	OnRunning func(adminURL string)
 }
 
-// runAgentFor is runAgent that also stops after stopAfter (0: never),
-// counted from the moment the agent has started.
-func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, interval, stopAfter time.Duration, extra func(*topology.Agent) string) error {
+// runAgentFor builds cfg, starts its admin server and runs it until ctx
+// ends (or opts.StopAfter), then drains.
+func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout io.Writer, opts runOptions) error {
+	interval, stopAfter, extra := opts.Interval, opts.StopAfter, opts.Extra
 	a, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
-	if err := a.Start(runCtx); err != nil {
+	adm, srv, closeAdmin, err := startAdmin(ctx, a, cfg, log, opts.AdminFallback || cfg.Agent.AdminAddrDefault)
+	if err != nil {
 		a.Stop(context.Background())
 		return err
 	}
+	defer closeAdmin()
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	if err := a.Start(runCtx); err != nil {
+		adm.SetState(admin.StateFailed)
+		a.Stop(context.Background())
+		return err
+	}
+	adm.SetState(admin.StateRunning)
 	log.Info("agent started", "config", cfg.Path, "data_dir", cfg.Agent.DataDir)
+	if opts.OnRunning != nil {
+		opts.OnRunning(adminURL(srv))
+	}
 	var tick <-chan time.Time
 	if interval > 0 {
 		t := time.NewTicker(interval)
@@ -146,9 +171,11 @@ loop:
 		case <-sctx.Done():
 		}
 	}()
+	adm.SetState(admin.StateDraining)
 	if err := a.Stop(sctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("stop", "err", err)
 	}
+	adm.SetState(admin.StateStopped)
 	var failed []string
 	for _, s := range a.Stats() {
 		if s.LastError != "" {
