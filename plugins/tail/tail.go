@@ -52,7 +52,12 @@ type Tail struct {
 
 	files []*follower
 	byID  map[fileID]*follower
-	rr    int // file the next pass starts with
+	// orphans are saved entries whose file was not found on Open. A glob
+	// racing with logrotate's renames can miss a file that is there; if a
+	// later scan finds it, it continues from the saved offset instead of
+	// being read again as a new file. Orphans stay in the position.
+	orphans map[fileID]fileState
+	rr      int // file the next pass starts with
 
 	lastScan  time.Time
 	forceScan bool
@@ -101,6 +106,7 @@ func New(cfg Config, logger *slog.Logger) (*Tail, error) {
 		readBuf:  int(cfg.ReadBufferBytes.Bytes),
 		maxBatch: int(cfg.MaxBatchBytes.Bytes),
 		byID:     map[fileID]*follower{},
+		orphans:  map[fileID]fileState{},
 	}, nil
 }
 
@@ -135,9 +141,9 @@ func (t *Tail) Open(ctx context.Context, resume []byte) error {
 				return id == fileID{s.Dev, s.Ino}
 			})
 			if path == "" {
-				t.log.Warn("tail: a file in the saved position is gone; its unread lines are lost",
+				t.log.Warn("tail: a file in the saved position was not found; if it was deleted, its unread lines are lost",
 					"path", s.Path, "offset", s.Offset)
-				t.posDirty = true
+				t.orphans[fileID{s.Dev, s.Ino}] = s
 				continue
 			}
 			s.Gone = true
@@ -231,6 +237,9 @@ func (t *Tail) batch() pipeline.SourceBatch {
 	t.states = t.states[:0]
 	for _, fl := range t.files {
 		t.states = append(t.states, fl.fileState)
+	}
+	for _, o := range t.orphans {
+		t.states = append(t.states, o)
 	}
 	t.pos = appendPosition(t.pos[:0], t.states)
 	t.posDirty = false
@@ -481,6 +490,14 @@ func (t *Tail) openNew(path string, atEnd bool) bool {
 	if atEnd {
 		fl.Offset = uint64(fi.Size())
 	}
+	if o, ok := t.orphans[id]; ok {
+		delete(t.orphans, id)
+		if t.fingerprintMatches(f, o.FpLen, o.Fp) && fi.Size() >= int64(o.Offset) {
+			fl.fileState = o
+			fl.Path, fl.Gone = path, false
+			t.log.Info("tail: found a file of the saved position again", "path", path, "offset", o.Offset)
+		}
+	}
 	t.refingerprint(fl)
 	t.add(fl, -1)
 	t.posDirty = true
@@ -524,24 +541,8 @@ func (t *Tail) truncated(fl *follower, when string) {
 	t.log.Warn("tail: file truncated or replaced, reading it again from the start",
 		"path", fl.Path, "when", when, "old_offset", fl.Offset)
 	if fl.FpLen > 0 {
-		copyPath := t.findInDir(filepath.Dir(fl.Path), func(id fileID, fi os.FileInfo) bool {
-			if id.dev != fl.Dev || id.ino == fl.Ino || fi.Size() <= int64(fl.Offset) {
-				return false
-			}
-			if _, tracked := t.byID[id]; tracked {
-				return false
-			}
-			f, err := os.Open(filepath.Join(filepath.Dir(fl.Path), fi.Name()))
-			if err != nil {
-				return false
-			}
-			defer f.Close()
-			return t.fingerprintMatches(f, fl.FpLen, fl.Fp)
-		})
-		if copyPath != "" {
-			if f, fi, err := openFile(copyPath); err == nil && !t.fingerprintMatches(f, fl.FpLen, fl.Fp) {
-				f.Close() // renamed between the lookup and the open; the next truncation check retries
-			} else if err == nil {
+		if f, fi, copyPath := t.findCopy(fl); f != nil {
+			{ // the copy is drained before the live file is read again
 				cp := &follower{fileState: fl.fileState, f: f, lastGrowth: time.Now()}
 				id := idOf(fi)
 				cp.Dev, cp.Ino, cp.Path, cp.Gone = id.dev, id.ino, copyPath, true
@@ -561,6 +562,43 @@ func (t *Tail) truncated(fl *follower, when string) {
 	fl.eof = false
 	t.refingerprint(fl)
 	t.posDirty = true
+}
+
+// findCopy looks beside fl for a copy of it (see truncated). logrotate may
+// be renaming the older copies while the directory is listed, which can hide
+// a file from one listing, so the lookup is tried a few times.
+func (t *Tail) findCopy(fl *follower) (*os.File, os.FileInfo, string) {
+	dir := filepath.Dir(fl.Path)
+	for attempt := 0; attempt < 3; attempt++ {
+		p := t.findInDir(dir, func(id fileID, fi os.FileInfo) bool {
+			if id.dev != fl.Dev || id.ino == fl.Ino || fi.Size() <= int64(fl.Offset) {
+				return false
+			}
+			if _, tracked := t.byID[id]; tracked {
+				return false
+			}
+			f, err := os.Open(filepath.Join(dir, fi.Name()))
+			if err != nil {
+				return false
+			}
+			defer f.Close()
+			return t.fingerprintMatches(f, fl.FpLen, fl.Fp)
+		})
+		if p == "" {
+			continue
+		}
+		f, fi, err := openFile(p)
+		if err != nil {
+			continue
+		}
+		id := idOf(fi)
+		if _, tracked := t.byID[id]; !tracked && id.ino != fl.Ino && fi.Size() > int64(fl.Offset) &&
+			t.fingerprintMatches(f, fl.FpLen, fl.Fp) {
+			return f, fi, p
+		}
+		f.Close()
+	}
+	return nil, nil, ""
 }
 
 // refingerprint extends fl's fingerprint to the bytes now in the file, up to
