@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +52,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", filepath.Join(".sluice", "bench"), "work `DIR` (its old contents are replaced)")
 	langs := fs.String("langs", "c,go,native", "rows to measure, comma-separated: c, go (the WASM bolts' language) and native (both bolts as the native Go reference, no WASM)")
 	trusted := fs.Bool("trusted", false, "run the WASM bolts without the runaway-loop guard (trusted = true)")
+	profile := fs.String("profile", "", "write each row's CPU and heap profiles (cpu-LANG.pprof, heap-LANG.pprof) into `DIR`")
 	child := fs.String("child", "", "internal: run one measurement with this plugin directory")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -122,7 +124,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		res, err := runBenchChild(ctx, self, abs, pdir, lang, *n, *trusted, stderr)
+		res, err := runBenchChild(ctx, self, abs, pdir, lang, *n, *trusted, *profile, stderr)
 		if err != nil {
 			return err
 		}
@@ -206,8 +208,19 @@ func rawReadSplit(path string, want int) (float64, error) {
 
 // runBenchChild runs one measurement in a child process (so peak RSS and
 // CPU time are its own) and draws a progress bar from its progress lines.
-func runBenchChild(ctx context.Context, self, dir, pdir, lang string, n int, trusted bool, stderr io.Writer) (benchResult, error) {
-	cmd := exec.CommandContext(ctx, self, "bench", "--child", pdir, "--dir", dir, "--orders", fmt.Sprint(n), fmt.Sprintf("--trusted=%t", trusted))
+func runBenchChild(ctx context.Context, self, dir, pdir, lang string, n int, trusted bool, profile string, stderr io.Writer) (benchResult, error) {
+	args := []string{"bench", "--child", pdir, "--dir", dir, "--orders", fmt.Sprint(n), fmt.Sprintf("--trusted=%t", trusted)}
+	if profile != "" {
+		abs, err := filepath.Abs(profile)
+		if err != nil {
+			return benchResult{}, err
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return benchResult{}, err
+		}
+		args = append(args, "--profile", filepath.Join(abs, "%s-"+lang+".pprof"))
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -307,6 +320,7 @@ func benchChild(pdir string, trusted bool, stdout io.Writer) error {
 	n := fs.Int("orders", 0, "")
 	fs.String("child", "", "")
 	fs.Bool("trusted", false, "")
+	profile := fs.String("profile", "", "") // a path with %s for cpu or heap
 	if err := fs.Parse(os.Args[2:]); err != nil {
 		return err
 	}
@@ -345,6 +359,16 @@ func benchChild(pdir string, trusted bool, stdout io.Writer) error {
 	if err != nil {
 		return fail(err)
 	}
+	if *profile != "" {
+		f, err := os.Create(fmt.Sprintf(*profile, "cpu"))
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(err)
+		}
+	}
 	cpu0 := cpuSeconds()
 	start := time.Now()
 	if err := a.Start(ctx); err != nil {
@@ -365,15 +389,34 @@ func benchChild(pdir string, trusted bool, stdout io.Writer) error {
 		}
 	}
 	tick.Stop()
+	if *profile != "" {
+		// The heap while the pipeline still holds its buffers and instances.
+		if err := writeHeapProfile(fmt.Sprintf(*profile, "heap")); err != nil {
+			return fail(err)
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	if err := a.Stop(sctx); err != nil {
 		return fail(err)
 	}
 	secs := time.Since(start).Seconds()
+	pprof.StopCPUProfile() // a no-op without --profile
 	b, _ := json.Marshal(benchResult{Events: int64(*n), Seconds: secs, CPU: cpuSeconds() - cpu0, PeakRSS: peakRSS()})
 	fmt.Fprintln(stdout, string(b))
 	return nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func cpuSeconds() float64 {
