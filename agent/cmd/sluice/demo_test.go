@@ -1,10 +1,14 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/agent/admin"
 )
 
 // TestDemoRunsAndStopsCleanly runs `sluice demo` for a few seconds: it
@@ -12,6 +16,11 @@ import (
 // lines and stops cleanly, leaving everything under --dir.
 func TestDemoRunsAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
+	// Hold the default admin port (or find it held already): the demo must
+	// move to another one and say where.
+	if ln, err := net.Listen("tcp", admin.DefaultAddr); err == nil {
+		defer ln.Close()
+	}
 	code, out, errs := run(t, "demo", "--dir", dir, "--for", "4s", "--rate", "500")
 	if code != exitOK {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errs)
@@ -20,6 +29,9 @@ func TestDemoRunsAndStopsCleanly(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if m := regexp.MustCompile(`(?m)^dashboard: http://127\.0\.0\.1:(\d+)/ `).FindStringSubmatch(out); m == nil || m[1] == "8686" {
+		t.Errorf("demo printed no dashboard URL on a free port (got %v):\n%s", m, out)
 	}
 	for _, f := range []string{"orders.log", "orders.next", "agent.log", "plugins/order-parse.wasm", "plugins/order-stats.wasm", "data/channels/raw"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {

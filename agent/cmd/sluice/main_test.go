@@ -28,7 +28,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{{}, {"frobnicate"}, {"run"}, {"validate"}, {"run", "--nope"}, {"plugin", "melt"}, {"dlq", "list"}} {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"run"}, {"validate"}, {"run", "--nope"}, {"plugin", "melt"}, {"dlq", "list"},
+		{"tap"}, {"tap", "a", "b"}, {"tap", "raw", "--limit", "0"}, {"tap", "raw", "--sample", "x"}, {"top", "extra"}, {"top", "--frames", "-1"}} {
 		if code, _, _ := run(t, args...); code != exitUsage {
 			t.Errorf("sluice %v: exit %d, want %d", args, code, exitUsage)
 		}
