@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/registry"
+	"github.com/sluicehq/sluice/internal/testredis"
 )
 
 const testToken = "s3cret"
@@ -298,5 +299,82 @@ func TestAdminAddressTaken(t *testing.T) {
 	ta := startAgent(t, agentConfig(t, dir, `admin_addr = "off"`))
 	if ta.url != "" {
 		t.Errorf("admin_addr = \"off\" still served the admin API at %s", ta.url)
+	}
+}
+
+// TestDashboardReadsRedisResults: with a Redis sink and no store sink, the
+// dashboard's results come from the sink's Redis database (a real
+// redis-server, database 3, written by the pipeline in mapping mode).
+func TestDashboardReadsRedisResults(t *testing.T) {
+	rs := testredis.Start(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	orders := `{"minute":"2026-11-25T14:00","cat":"books","cents":250}
+{"minute":"2026-11-25T14:00","cat":"games","cents":900}
+{"minute":"2026-11-25T14:01","cat":"books","cents":100}
+`
+	if err := os.WriteFile(filepath.Join(in, "orders.log"), []byte(orders), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "agent.toml")
+	text := fmt.Sprintf(`
+[agent]
+data_dir = %q
+admin_addr = "127.0.0.1:0"
+
+[channels.raw]
+
+[sources.log]
+type = "tail"
+output = "raw"
+config = { paths = [%q], start_at = "beginning", poll_interval = "20ms" }
+
+[sinks.redis]
+type = "redis"
+input = "raw"
+[sinks.redis.config]
+addrs = [%q]
+db = 3
+[[sinks.redis.config.commands]]
+op = "hincrby"
+key = "rev:cat:{minute}"
+field = "{cat}"
+value = "{cents}"
+`, filepath.Join(dir, "data"), filepath.Join(in, "*.log"), rs.Addr)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ta := startAgent(t, cfgPath)
+
+	// The pipeline writes Redis on its own schedule; the dashboard reads
+	// whatever is there, so ask until all three orders are in.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(time.Minute)
+	var view admin.ResultsView
+	for {
+		code, body := httpDo(t, "GET", ta.url+"api/results", "")
+		if code != http.StatusOK {
+			t.Fatalf("/api/results: %d %s", code, body)
+		}
+		view = admin.ResultsView{}
+		if err := json.Unmarshal(body, &view); err != nil {
+			t.Fatal(err)
+		}
+		if len(view.Minutes) == 2 && len(view.Categories) == 2 && view.Categories[0].RevenueCents+view.Categories[1].RevenueCents == 1250 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("results never showed the three orders; last: %s", body)
+		}
+	}
+	if view.Source != "redis" || view.Categories[0] != (admin.NameTotal{Name: "games", RevenueCents: 900}) ||
+		view.Categories[1] != (admin.NameTotal{Name: "books", RevenueCents: 350}) || view.Minutes[1].RevenueCents != 100 {
+		t.Errorf("results = %+v", view)
 	}
 }
