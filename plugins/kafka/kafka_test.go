@@ -631,3 +631,22 @@ func TestNoGoroutineOutlivesClose(t *testing.T) {
 	// go-metrics (inside sarama) keeps one process-wide ticker.
 	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
 }
+
+func FuzzDecodeMarks(f *testing.F) {
+	f.Add(appendMark(appendMark(nil, "edge1:raw/0/kafka", seq{7, 2}), "edge2:raw/0/kafka", seq{1, 0}))
+	f.Add([]byte{})
+	f.Add([]byte{0, 9, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMarks(b)
+		if err != nil {
+			return
+		}
+		var again []byte
+		for p, v := range m {
+			again = appendMark(again, p, v)
+		}
+		if m2, err := decodeMarks(again); err != nil || len(m2) != len(m) {
+			t.Fatalf("re-encoded marks do not decode the same: %v", err)
+		}
+	})
+}

@@ -170,3 +170,26 @@ func decodePosition(b []byte) (position, error) {
 	}
 	return p, nil
 }
+
+// The marks of one partition, as group commit metadata (Kafka keeps up to
+// offset.metadata.max.bytes, 4 KiB by default: about 100 producers):
+//
+//	marks := (producerLen:u16 producer batch:u64 index:u32)*
+func appendMark(b []byte, producer string, s seq) []byte {
+	b = appendStr(b, producer)
+	b = binary.BigEndian.AppendUint64(b, s.Batch)
+	return binary.BigEndian.AppendUint32(b, s.Index)
+}
+
+func decodeMarks(b []byte) (map[string]seq, error) {
+	out := map[string]seq{}
+	r := &posReader{b: b}
+	for r.off < len(b) && r.err == nil {
+		p := r.str()
+		v := seq{Batch: r.u64(), Index: r.u32()}
+		if r.err == nil {
+			out[p] = v
+		}
+	}
+	return out, r.err
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -56,6 +57,10 @@ type Source struct {
 	forwarded map[topicPart]int64 // next offset after the last message handed to Read
 	acked     map[topicPart]int64 // next offset acked (durable downstream)
 	claimed   map[topicPart]bool  // every partition ever claimed (tests)
+	client    sarama.Client       // for reading commit metadata
+	version   sarama.KafkaVersion
+	inMarks   map[markKey]seq // marks from commit metadata, for Read to merge
+	hasMarks  atomic.Bool
 	opened    bool
 	closed    bool
 }
@@ -74,7 +79,7 @@ func NewSource(cfg SourceConfig, dataDir string, logger *slog.Logger) (*Source, 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{cfg: cfg, dataDir: dataDir, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{},
-		claimed: map[topicPart]bool{}}
+		claimed: map[topicPart]bool{}, inMarks: map[markKey]seq{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -142,7 +147,13 @@ func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		group, err := sarama.NewConsumerGroup(s.cfg.Brokers, s.cfg.Group, sc)
+		client, err := sarama.NewClient(s.cfg.Brokers, sc)
+		var group sarama.ConsumerGroup
+		if err == nil {
+			if group, err = sarama.NewConsumerGroupFromClient(s.cfg.Group, client); err != nil {
+				client.Close()
+			}
+		}
 		if err != nil {
 			s.log.Warn("kafka source: cannot reach the cluster; retrying", "brokers", s.cfg.Brokers, "backoff", backoff, "err", err)
 			select {
@@ -153,6 +164,10 @@ func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		s.mu.Lock()
+		s.client = client
+		s.version = sc.Version
+		s.mu.Unlock()
 		done := make(chan struct{})
 		go func() {
 			for {
@@ -180,6 +195,7 @@ func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 			}
 		}
 		group.Close()
+		client.Close()
 		close(done)
 	}
 }
@@ -211,6 +227,13 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	s.mu.Lock()
 	s.claimed[tp] = true
 	s.mu.Unlock()
+	// The duplicate marks of this partition travel with its group commit
+	// (as the commit's metadata): a partition that was another member's
+	// must not let through copies whose originals that member passed on.
+	if err := s.loadMarks(tp); err != nil {
+		s.log.Warn("kafka source: reading the commit metadata", "topic", tp.Topic, "partition", tp.Partition, "err", err)
+		return err // the session ends and the claim is retried
+	}
 loop:
 	for {
 		select {
@@ -295,6 +318,17 @@ fill:
 // offset (already in our output) or a re-sent copy; either way the
 // partition's next offset advances.
 func (s *Source) add(m *sarama.ConsumerMessage, changed *bool) {
+	if s.hasMarks.Load() {
+		s.mu.Lock()
+		for k, v := range s.inMarks {
+			if last, ok := s.pos.Marks[k]; !ok || last.less(v) {
+				s.pos.Marks[k] = v
+			}
+		}
+		clear(s.inMarks)
+		s.hasMarks.Store(false)
+		s.mu.Unlock()
+	}
 	tp := topicPart{m.Topic, m.Partition}
 	if m.Offset < s.resume[tp] {
 		// Already durable in our output before the restart; the next
@@ -348,8 +382,12 @@ func (s *Source) Ack(ctx context.Context, pos []byte) error {
 	sess := s.sess
 	s.mu.Unlock()
 	if sess != nil {
+		byPart := map[topicPart][]byte{}
+		for k, v := range p.Marks {
+			byPart[k.topicPart] = appendMark(byPart[k.topicPart], k.Producer, v)
+		}
 		for tp, off := range p.Next {
-			sess.MarkOffset(tp.Topic, tp.Partition, off, "")
+			sess.MarkOffset(tp.Topic, tp.Partition, off, string(byPart[tp]))
 		}
 		sess.Commit() // synchronous: the offsets are on the broker after it
 	}
@@ -402,5 +440,41 @@ func (s *Source) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	return nil
+}
+
+// loadMarks reads the group commit metadata of tp and queues its marks
+// for Read.
+func (s *Source) loadMarks(tp topicPart) error {
+	s.mu.Lock()
+	client, version := s.client, s.version
+	s.mu.Unlock()
+	coord, err := client.Coordinator(s.cfg.Group)
+	if err != nil {
+		return err
+	}
+	resp, err := coord.FetchOffset(sarama.NewOffsetFetchRequest(version, s.cfg.Group, map[string][]int32{tp.Topic: {tp.Partition}}))
+	if err != nil {
+		return err
+	}
+	b := resp.GetBlock(tp.Topic, tp.Partition)
+	if b == nil {
+		return nil
+	}
+	if b.Err != sarama.ErrNoError {
+		return b.Err
+	}
+	marks, err := decodeMarks([]byte(b.Metadata))
+	if err != nil {
+		// Metadata written by another client: no marks to learn.
+		s.log.Warn("kafka source: commit metadata is not sluice marks", "topic", tp.Topic, "partition", tp.Partition, "err", err)
+		return nil
+	}
+	s.mu.Lock()
+	for producer, v := range marks {
+		s.inMarks[markKey{tp, producer}] = v
+	}
+	s.hasMarks.Store(len(s.inMarks) > 0)
+	s.mu.Unlock()
 	return nil
 }
