@@ -1,0 +1,335 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice/agent/plugintool"
+	"github.com/sluicehq/sluice/internal/orders"
+	"github.com/sluicehq/sluice/internal/testkafka"
+	"github.com/sluicehq/sluice/internal/testredis"
+)
+
+const edgeConfig = `
+[agent]
+data_dir = "DIR/edge"
+shutdown_timeout = "30s"
+
+[channels.raw]
+segment_bytes = "8MiB"
+max_bytes = "256MiB"
+
+[sources.log]
+type = "tail"
+output = "raw"
+batch_size = 2048
+[sources.log.config]
+paths = ["DIR/logs/orders.log*"]
+poll_interval = "20ms"
+rotate_wait = "60s"
+
+[sinks.kafka]
+type = "kafka"
+input = "raw"
+[sinks.kafka.config]
+brokers = ["BROKERS"]
+topic = "orders"
+compression = "lz4"
+linger = "2ms"
+`
+
+const analysisConfig = `
+[agent]
+data_dir = "DIR/NAME"
+shutdown_timeout = "30s"
+
+[channels.raw]
+segment_bytes = "8MiB"
+max_bytes = "256MiB"
+
+[channels.orders]
+segment_bytes = "8MiB"
+max_bytes = "256MiB"
+
+[channels.results]
+
+[sources.kafka]
+type = "kafka"
+output = "raw"
+batch_size = 2048
+[sources.kafka.config]
+brokers = ["BROKERS"]
+topics = ["orders"]
+group = "analysis"
+max_wait = "50ms"
+session_timeout = "20s"
+heartbeat_interval = "500ms"
+
+[bolts.parse]
+wasm = "DIR/order-parse.wasm"
+input = "raw"
+output = "orders"
+
+[bolts.stats]
+wasm = "DIR/order-stats.wasm"
+input = "orders"
+output = "results"
+capabilities = ["state"]
+tick = "200ms"
+config = { lateness_ms = 0 }
+
+[sinks.redis]
+type = "redis"
+input = "results"
+[sinks.redis.config]
+addrs = ["REDIS"]
+`
+
+// TestKafkaRedisScenarioKill9 is the scenario of DESIGN §1 across processes:
+// one edge agent tails a rotating order log (with malformed lines) into
+// Kafka (kfake, in this process, on a loopback port); two analysis agents in
+// one consumer group parse and aggregate the orders and apply the results
+// to a real redis-server. Each agent is killed with SIGKILL ten times at
+// random moments and restarted. At the end the Redis totals per category,
+// city and minute equal the ground truth exactly, and the dead-letter
+// channels hold exactly the malformed lines.
+func TestKafkaRedisScenarioKill9(t *testing.T) {
+	if os.Getenv("SLUICE_TEST_SHORT") != "" {
+		t.Skip("SLUICE_TEST_SHORT set: long end-to-end test skipped")
+	}
+	dir := t.TempDir()
+	bin := buildSluice(t, dir)
+	for src, out := range map[string]string{"../wasm-examples/order-parse": "order-parse.wasm", "../wasm-examples/order-stats/c": "order-stats.wasm"} {
+		if _, err := plugintool.Build(context.Background(), src, filepath.Join(dir, out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	brokers := testkafka.Start(t, 4, "orders")
+	redisSrv := testredis.Start(t)
+	write := func(name, tmpl string) string {
+		p := filepath.Join(dir, name+".toml")
+		s := strings.NewReplacer("DIR", dir, "NAME", name, "BROKERS", brokers[0], "REDIS", redisSrv.Addr).Replace(tmpl)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfgs := []string{write("edge", edgeConfig), write("a1", analysisConfig), write("a2", analysisConfig)}
+
+	total := 300_000
+	if s := os.Getenv("SLUICE_SCENARIO_ORDERS"); s != "" {
+		fmt.Sscan(s, &total)
+	}
+	rotateEvery := total / 6 // 5 rotations
+	g := orders.NewGenerator(orders.GenConfig{Seed: 7, Step: time.Millisecond, MalformedEvery: 997})
+	var written atomic.Int64
+	genDone := make(chan error, 1)
+	go func() {
+		genDone <- func() error {
+			logPath := filepath.Join(dir, "logs", "orders.log")
+			f, err := os.Create(logPath)
+			if err != nil {
+				return err
+			}
+			var buf []byte
+			for i := 0; i < total; {
+				buf = buf[:0]
+				for k := 0; k < 2500 && i < total; k++ {
+					buf = g.AppendLine(buf, uint64(i))
+					i++
+				}
+				if _, err := f.Write(buf); err != nil {
+					return err
+				}
+				written.Store(int64(i))
+				if i%rotateEvery == 0 && i < total {
+					f.Close()
+					if err := os.Rename(logPath, fmt.Sprintf("%s.%02d", logPath, i/rotateEvery)); err != nil {
+						return err
+					}
+					if f, err = os.Create(logPath); err != nil {
+						return err
+					}
+				}
+				time.Sleep(20 * time.Millisecond) // a log that grows while the agents run and die
+			}
+			return f.Close()
+		}()
+	}()
+
+	type agent struct {
+		cmd     *exec.Cmd
+		log     *syncBuffer
+		started chan struct{}
+		done    chan struct{}
+	}
+	start := func(cfg string) *agent {
+		a := &agent{cmd: exec.Command(bin, "run", "-c", cfg), log: &syncBuffer{}, started: make(chan struct{}), done: make(chan struct{})}
+		pipe, err := a.cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer close(a.done)
+			sc := bufio.NewScanner(pipe)
+			once := false
+			for sc.Scan() {
+				a.log.write(sc.Text() + "\n")
+				if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
+					once = true
+					close(a.started)
+				}
+			}
+		}()
+		select {
+		case <-a.started:
+		case <-a.done:
+			t.Fatalf("agent %s exited at start:\n%s", cfg, a.log)
+		}
+		return a
+	}
+	agents := make([]*agent, len(cfgs))
+	for i, c := range cfgs {
+		agents[i] = start(c)
+	}
+	rng := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
+	const killsEach = 10
+	kills := 0
+	for round := 0; round < killsEach; round++ {
+		for _, i := range rng.Perm(len(agents)) {
+			time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond) // a random moment
+			a := agents[i]
+			a.cmd.Process.Signal(syscall.SIGKILL)
+			<-a.done
+			a.cmd.Wait()
+			if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+				t.Fatalf("agent %s exited before its kill:\n%s", cfgs[i], a.log)
+			}
+			kills++
+			agents[i] = start(cfgs[i])
+		}
+		t.Logf("round %d: %d kills, %d lines written", round+1, kills, written.Load())
+	}
+	if err := <-genDone; err != nil {
+		t.Fatal(err)
+	}
+
+	want := orders.GroundTruth(g, 0, uint64(total), nil)
+	rc := goredis.NewClient(&goredis.Options{Addr: redisSrv.Addr, DisableIdentity: true})
+	defer rc.Close()
+	deadline := time.Now().Add(3 * time.Minute)
+	var got *orders.Totals
+	for {
+		got = redisTotals(t, rc)
+		if len(got.Diff(want, 1)) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond) // polling Redis, which other processes fill
+	}
+	for i, a := range agents {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		<-a.done
+		if err := a.cmd.Wait(); err != nil {
+			t.Errorf("agent %s did not stop cleanly on SIGTERM: %v\n%s", cfgs[i], err, a.log)
+		}
+	}
+	malformed := int(g.MalformedCount(uint64(total)))
+	dead := deadLetters(t, bin, cfgs[1], "parse") + deadLetters(t, bin, cfgs[2], "parse")
+	wantOrders, gotOrders := orderCount(want), orderCount(got)
+	lost, dup := max(wantOrders-gotOrders, 0), max(gotOrders-wantOrders, 0)
+	t.Logf("kafka/redis scenario: %d lines (%d malformed), %d rotations, %d SIGKILLs (%d per agent): orders counted %d of %d — lost %d, duplicated %d; dead letters %d",
+		total, malformed, 5, kills, killsEach, gotOrders, wantOrders, lost, dup, dead)
+	if d := got.Diff(want, 5); len(d) > 0 {
+		t.Errorf("Redis totals differ from the ground truth: %v", d)
+	}
+	if dead != malformed {
+		t.Errorf("dead letters %d, malformed lines %d", dead, malformed)
+	}
+}
+
+// redisTotals reads every hash and sorted set in Redis (fence keys are
+// strings and are left out).
+func redisTotals(t *testing.T, rc *goredis.Client) *orders.Totals {
+	t.Helper()
+	ctx := context.Background()
+	tot := orders.NewTotals()
+	iter := rc.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		switch rc.Type(ctx, k).Val() {
+		case "hash":
+			m := map[string]int64{}
+			for f, v := range rc.HGetAll(ctx, k).Val() {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatalf("redis %s %s = %q: %v", k, f, v, err)
+				}
+				m[f] = n
+			}
+			tot.Hashes[k] = m
+		case "zset":
+			m := map[string]int64{}
+			for _, z := range rc.ZRangeWithScores(ctx, k, 0, -1).Val() {
+				m[z.Member.(string)] = int64(z.Score)
+			}
+			tot.ZSets[k] = m
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return tot
+}
+
+// orderCount is the number of orders the totals account for.
+func orderCount(t *orders.Totals) int {
+	n := 0
+	for k, h := range t.Hashes {
+		if strings.HasPrefix(k, "cnt:cat:") {
+			for _, v := range h {
+				n += int(v)
+			}
+		}
+	}
+	return n
+}
+
+var deadCount = regexp.MustCompile(`(?m)^(\S+): (\d+) dead letters$`)
+
+// deadLetters runs `sluice dlq list` on a stopped agent's config and
+// returns the number of dead letters of stage.
+func deadLetters(t *testing.T, bin, cfg, stage string) int {
+	t.Helper()
+	out, err := exec.Command(bin, "dlq", "list", "-c", cfg, stage).Output()
+	if err != nil {
+		t.Fatalf("sluice dlq list -c %s %s: %v\n%s", cfg, stage, err, out)
+	}
+	for _, m := range deadCount.FindAllStringSubmatch(string(out), -1) {
+		if m[1] == stage {
+			n, _ := strconv.Atoi(m[2])
+			return n
+		}
+	}
+	t.Fatalf("sluice dlq list printed no count for %s:\n%s", stage, out)
+	return 0
+}
