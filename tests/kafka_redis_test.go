@@ -189,12 +189,18 @@ func TestKafkaRedisScenarioKill9(t *testing.T) {
 		if err := a.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		logFile, err := os.OpenFile(strings.TrimSuffix(cfg, ".toml")+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
 		go func() {
 			defer close(a.done)
+			defer logFile.Close()
 			sc := bufio.NewScanner(pipe)
 			once := false
 			for sc.Scan() {
 				a.log.write(sc.Text() + "\n")
+				logFile.WriteString(sc.Text() + "\n")
 				if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
 					once = true
 					close(a.started)
@@ -261,6 +267,14 @@ func TestKafkaRedisScenarioKill9(t *testing.T) {
 		total, malformed, 5, kills, killsEach, gotOrders, wantOrders, lost, dup, dead)
 	if d := got.Diff(want, 5); len(d) > 0 {
 		t.Errorf("Redis totals differ from the ground truth: %v", d)
+		for _, c := range cfgs[1:] {
+			b, _ := os.ReadFile(strings.TrimSuffix(c, ".toml") + ".log")
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "kafka source: partition") || strings.Contains(line, "agent started") {
+					t.Logf("%s: %s", filepath.Base(c), line)
+				}
+			}
+		}
 	}
 	if dead != malformed {
 		t.Errorf("dead letters %d, malformed lines %d", dead, malformed)

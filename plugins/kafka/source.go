@@ -227,6 +227,8 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	s.mu.Lock()
 	s.claimed[tp] = true
 	s.mu.Unlock()
+	s.log.Info("kafka source: partition assigned", "topic", tp.Topic, "partition", tp.Partition, "from", claim.InitialOffset())
+	defer s.log.Info("kafka source: partition released", "topic", tp.Topic, "partition", tp.Partition)
 	// The duplicate marks of this partition travel with its group commit
 	// (as the commit's metadata): a partition that was another member's
 	// must not let through copies whose originals that member passed on.
