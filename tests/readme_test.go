@@ -101,6 +101,12 @@ func TestReadmeCommandsFromFreshClone(t *testing.T) {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		t.Fatalf("demo did not stop within 2 minutes of Ctrl-C:\n%s", out.String())
 	}
+	// `go run` exits 1 itself whenever it received the interrupt, whatever
+	// its child did, so the demo's own verdict is its "stopped cleanly"
+	// line (checked below); any other failure still fails here.
+	if ee, ok := err.(*exec.ExitError); ok && strings.HasPrefix(demo, "go run ") && ee.ExitCode() == 1 && strings.Contains(out.String(), "stopped cleanly") {
+		err = nil
+	}
 	if err != nil || statusLines < 3 {
 		t.Fatalf("demo %q: %v after %d status lines\nstdout:\n%s\nstderr:\n%s", demo, err, statusLines, out.String(), stderr.String())
 	}
