@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/net/websocket"
 )
@@ -47,12 +50,21 @@ type cdpMessage struct {
 // a fresh profile, and opens one page of width×height.
 func startChromium(t *testing.T, ctx context.Context, width, height int) *chromium {
 	t.Helper()
+	// Chromium's helper processes (zygote, renderers) outlive a kill of the
+	// main process and keep writing into the profile, so the browser gets a
+	// process group of its own, killed as a whole, and its own profile
+	// directory, removed once nothing writes there any more.
+	profile, err := os.MkdirTemp("", "sluice-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctx, "chromium",
 		"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-port=0",
+		"--user-data-dir="+profile, "--remote-debugging-port=0",
 		"--remote-allow-origins=http://127.0.0.1", "about:blank")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -65,8 +77,22 @@ func startChromium(t *testing.T, ctx context.Context, width, height int) *chromi
 		if c.ws != nil {
 			c.ws.Close()
 		}
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
+		// Helpers die asynchronously; retry until the profile can go.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := os.RemoveAll(profile)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Logf("chromium profile %s left behind: %v", profile, err)
+				return
+			}
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			time.Sleep(50 * time.Millisecond) // polling the filesystem, which other processes release
+		}
 	})
 	// Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID".
 	sc := bufio.NewScanner(stderr)
