@@ -49,7 +49,8 @@ var sizeUnits = []struct {
 	{"B", 1},
 }
 
-// ParseSize parses "64MiB", "1.5GB", "4096".
+// ParseSize parses "64MiB", "1.5GB", "4096". The built-in plugins' configs
+// parse sizes with it too (plugins/internal/units), in their own words.
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)

@@ -8,9 +8,10 @@ package units
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/agent/config"
 )
 
 // Size is a byte count written with a unit: "64KiB", "100MiB", "4096".
@@ -34,45 +35,19 @@ func (s Size) MarshalText() ([]byte, error) { return []byte(FormatSize(s.Bytes))
 // Err is the parse error of the text the size was decoded from, if any.
 func (s Size) Err() error { return s.err }
 
-var sizeUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
-	{"B", 1},
-}
-
-// ParseSize parses "64MiB", "1.5GB", "4096".
+// ParseSize parses "64MiB", "1.5GB", "4096". The units and the arithmetic
+// are the agent config's (config.ParseSize), so a size means the same in
+// either file; only the wording of the error is the plugins' own.
 func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	if n, err := strconv.ParseInt(t, 10, 64); err == nil && n >= 0 {
-		return n * mult, nil
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 || t == "" {
+	n, err := config.ParseSize(s)
+	if err != nil {
 		return 0, fmt.Errorf("%q is not a size (write e.g. \"64KiB\", \"100MiB\", \"4096\")", s)
 	}
-	return int64(f * float64(mult)), nil
+	return n, nil
 }
 
 // FormatSize writes n with the largest binary unit that divides it.
-func FormatSize(n int64) string {
-	for i := 3; i >= 0; i-- {
-		u := sizeUnits[i]
-		if n != 0 && n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix
-		}
-	}
-	return strconv.FormatInt(n, 10) + "B"
-}
+func FormatSize(n int64) string { return config.FormatSize(n) }
 
 // Duration is a time.Duration written as a Go duration string: "250ms", "5s".
 type Duration struct {
@@ -83,7 +58,9 @@ type Duration struct {
 // Of returns a Duration of d, for building configs in Go.
 func Of(d time.Duration) Duration { return Duration{D: d} }
 
-// UnmarshalText implements encoding.TextUnmarshaler.
+// UnmarshalText implements encoding.TextUnmarshaler. It is time.ParseDuration
+// and a sign check, as in agent/config, written out here because the agent's
+// Duration words its two errors differently and does not expose which one.
 func (d *Duration) UnmarshalText(b []byte) error {
 	d.D, d.err = time.ParseDuration(strings.TrimSpace(string(b)))
 	if d.err != nil {
