@@ -132,64 +132,13 @@ func TestCrashKill9(t *testing.T) {
 	// The writer: ~250k lines/s, rename+create rotation every rotateEvery lines.
 	var written atomic.Int64
 	genDone := make(chan error, 1)
-	go func() {
-		genDone <- func() error {
-			logPath := filepath.Join(dir, "logs", "orders.log")
-			f, err := os.Create(logPath)
-			if err != nil {
-				return err
-			}
-			var buf []byte
-			for i := 0; i < total; {
-				buf = buf[:0]
-				for k := 0; k < 2500 && i < total; k++ {
-					buf = g.AppendLine(buf, uint64(i))
-					i++
-				}
-				if _, err := f.Write(buf); err != nil {
-					return err
-				}
-				written.Store(int64(i))
-				if i%rotateEvery == 0 && i < total {
-					f.Close()
-					if err := os.Rename(logPath, fmt.Sprintf("%s.%02d", logPath, i/rotateEvery)); err != nil {
-						return err
-					}
-					if f, err = os.Create(logPath); err != nil {
-						return err
-					}
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			return f.Close()
-		}()
-	}()
+	go func() { genDone <- writeOrderLog(dir, g, total, rotateEvery, 10*time.Millisecond, &written) }()
 
 	// start runs the agent; started is closed once it logs that every stage
 	// runs, so that kills land while data flows, not during start-up.
 	start := func() (cmd *exec.Cmd, log *syncBuffer, started chan struct{}, done chan struct{}) {
-		cmd = exec.Command(bin, "run", "-c", cfgPath)
-		pipe, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		log, started, done = &syncBuffer{}, make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(done)
-			sc := bufio.NewScanner(pipe)
-			once := false
-			for sc.Scan() {
-				log.write(sc.Text() + "\n")
-				if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
-					once = true
-					close(started)
-				}
-			}
-		}()
-		return cmd, log, started, done
+		a := startAgent(t, bin, cfgPath, "")
+		return a.cmd, a.log, a.started, a.done
 	}
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	for kill := 1; kill <= 10; kill++ {

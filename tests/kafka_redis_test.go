@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -156,72 +155,10 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int, exact bool) {
 	g := orders.NewGenerator(orders.GenConfig{Seed: 7, Step: time.Millisecond, MalformedEvery: 997})
 	var written atomic.Int64
 	genDone := make(chan error, 1)
-	go func() {
-		genDone <- func() error {
-			logPath := filepath.Join(dir, "logs", "orders.log")
-			f, err := os.Create(logPath)
-			if err != nil {
-				return err
-			}
-			var buf []byte
-			for i := 0; i < total; {
-				buf = buf[:0]
-				for k := 0; k < 2500 && i < total; k++ {
-					buf = g.AppendLine(buf, uint64(i))
-					i++
-				}
-				if _, err := f.Write(buf); err != nil {
-					return err
-				}
-				written.Store(int64(i))
-				if i%rotateEvery == 0 && i < total {
-					f.Close()
-					if err := os.Rename(logPath, fmt.Sprintf("%s.%02d", logPath, i/rotateEvery)); err != nil {
-						return err
-					}
-					if f, err = os.Create(logPath); err != nil {
-						return err
-					}
-				}
-				time.Sleep(20 * time.Millisecond) // a log that grows while the agents run and die
-			}
-			return f.Close()
-		}()
-	}()
+	go func() { genDone <- writeOrderLog(dir, g, total, rotateEvery, 20*time.Millisecond, &written) }()
 
-	type agent struct {
-		cmd     *exec.Cmd
-		log     *syncBuffer
-		started chan struct{}
-		done    chan struct{}
-	}
-	start := func(cfg string) *agent {
-		a := &agent{cmd: exec.Command(bin, "run", "-c", cfg), log: &syncBuffer{}, started: make(chan struct{}), done: make(chan struct{})}
-		pipe, err := a.cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logFile, err := os.OpenFile(strings.TrimSuffix(cfg, ".toml")+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			defer close(a.done)
-			defer logFile.Close()
-			sc := bufio.NewScanner(pipe)
-			once := false
-			for sc.Scan() {
-				a.log.write(sc.Text() + "\n")
-				logFile.WriteString(sc.Text() + "\n")
-				if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
-					once = true
-					close(a.started)
-				}
-			}
-		}()
+	start := func(cfg string) *agentProcess {
+		a := startAgent(t, bin, cfg, strings.TrimSuffix(cfg, ".toml")+".log")
 		select {
 		case <-a.started:
 		case <-a.done:
@@ -229,7 +166,7 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int, exact bool) {
 		}
 		return a
 	}
-	agents := make([]*agent, len(cfgs))
+	agents := make([]*agentProcess, len(cfgs))
 	for i, c := range cfgs {
 		agents[i] = start(c)
 	}
