@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/wasmhost/wasmbuild"
+	"github.com/sluicehq/sluice/internal/orders"
 )
 
 // modules caches test plugins built from testdata during one test run.
@@ -89,61 +89,14 @@ func bodiesOf(tb testing.TB, batch []byte) []string {
 	return out
 }
 
-// memState is a real, map-backed pipeline.StateStore.
-type memState struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMemState() *memState { return &memState{m: map[string][]byte{}} }
-
-func (s *memState) Get(key []byte) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[string(key)]
-	return v, ok
-}
-
-func (s *memState) Put(key, value []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(key)] = bytes.Clone(value)
-}
-
-func (s *memState) Delete(key []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, string(key))
-}
-
-func (s *memState) Scan(prefix []byte, fn func(key, value []byte) bool) {
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.m))
-	for k := range s.m {
-		if strings.HasPrefix(k, string(prefix)) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	vals := make([][]byte, len(keys))
-	for i, k := range keys {
-		vals[i] = s.m[k]
-	}
-	s.mu.Unlock()
-	for i, k := range keys {
-		if !fn([]byte(k), vals[i]) {
-			return
-		}
-	}
-}
+// newMemState gives a plugin a real, map-backed pipeline.StateStore.
+var newMemState = orders.NewMemState
 
 // counts decodes the 8-byte counters the stateful test plugin stores.
-func (s *memState) counts() map[string]uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func counts(s *orders.MemState) map[string]uint64 {
 	out := map[string]uint64{}
-	for k, v := range s.m {
-		out[k] = binary.LittleEndian.Uint64(v)
+	for k, v := range s.Dump() {
+		out[k] = binary.LittleEndian.Uint64([]byte(v))
 	}
 	return out
 }

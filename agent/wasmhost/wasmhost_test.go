@@ -314,7 +314,7 @@ func TestStateIsCommittedOnlyOnSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{"k1": 2, "k2": 1}
-	if got := store.counts(); !reflect.DeepEqual(got, want) {
+	if got := counts(store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("state %v, want %v", got, want)
 	}
 	if res, err := step(batchOf("k1:x", "k1:fail")); err != nil || res.Status != StatusError {
@@ -323,14 +323,14 @@ func TestStateIsCommittedOnlyOnSuccess(t *testing.T) {
 	if _, err := step(batchOf("k2:trap")); err == nil || !strings.Contains(err.Error(), "trap") {
 		t.Fatalf("trap batch: %v", err)
 	}
-	if got := store.counts(); !reflect.DeepEqual(got, want) {
+	if got := counts(store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("state after failed batches %v, want %v", got, want)
 	}
 	if _, err := step(batchOf("k1:forget", "k3:x")); err != nil {
 		t.Fatal(err)
 	}
 	want = map[string]uint64{"k2": 1, "k3": 1}
-	if got := store.counts(); !reflect.DeepEqual(got, want) {
+	if got := counts(store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("state %v, want %v", got, want)
 	}
 	if !p.HasTick() {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/wasmhost"
+	"github.com/sluicehq/sluice/internal/orders"
 	"github.com/sluicehq/sluice/sdk/internal/pluginbuild"
 	"go.uber.org/goleak"
 )
@@ -93,50 +93,8 @@ func module(t *testing.T, lang pluginbuild.Lang, dir string) []byte {
 	return b.wasm
 }
 
-// memState is a pipeline.StateStore in a map, for the state capability.
-type memState struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func newMemState() *memState { return &memState{m: map[string][]byte{}} }
-
-func (s *memState) Get(key []byte) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[string(key)]
-	return v, ok
-}
-func (s *memState) Put(key, value []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[string(key)] = bytes.Clone(value)
-}
-func (s *memState) Delete(key []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, string(key))
-}
-func (s *memState) Scan(prefix []byte, fn func(key, value []byte) bool) {
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.m))
-	for k := range s.m {
-		if strings.HasPrefix(k, string(prefix)) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	vals := make([][]byte, len(keys))
-	for i, k := range keys {
-		vals[i] = s.m[k]
-	}
-	s.mu.Unlock()
-	for i, k := range keys {
-		if !fn([]byte(k), vals[i]) {
-			return
-		}
-	}
-}
+// newMemState gives a plugin a real, map-backed pipeline.StateStore.
+var newMemState = orders.NewMemState
 
 // logBuffer collects what a plugin logs.
 type logBuffer struct {
@@ -166,7 +124,7 @@ type loadOptions struct {
 	kind      wasmhost.Kind
 	config    map[string]any
 	caps      []string
-	state     *memState
+	state     *orders.MemState
 	httpHosts []string
 	logs      *logBuffer
 	maxMemory uint64
