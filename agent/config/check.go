@@ -336,6 +336,7 @@ func (c *checker) check(f *File) {
 		c.oneOf("agent.log_level", a.LogLevel, logLevels)
 		c.checkUnits("agent", reflect.ValueOf(a))
 		c.checkAdmin(a)
+		c.checkOpAMP(&a.OpAMP)
 	}
 
 	for _, n := range sortedKeys(f.Channels) {

@@ -90,6 +90,12 @@ type Agent struct {
 	// written in the file: the runner may then fall back to another port
 	// when the default one is taken (two agents on one machine).
 	AdminAddrDefault bool `toml:"-"`
+	// Labels describe this agent to a fleet server (e.g. role = "edge",
+	// dc = "fra1"); OpAMP groups agents by them.
+	Labels map[string]string `toml:"labels"`
+	// OpAMP is the [agent.opamp] table: remote management, off unless its
+	// endpoint is set.
+	OpAMP OpAMP `toml:"opamp"`
 }
 
 // Channel is a [channels.NAME] table.
