@@ -7,7 +7,10 @@ package deps
 
 import (
 	_ "github.com/BurntSushi/toml"
+	_ "github.com/fsnotify/fsnotify"
 	_ "github.com/nxadm/tail"
+	_ "github.com/open-telemetry/opamp-go/client"
+	_ "github.com/open-telemetry/opamp-go/server"
 	_ "github.com/tetratelabs/wazero"
 	_ "go.etcd.io/bbolt"
 	_ "go.uber.org/goleak"
