@@ -547,9 +547,8 @@ func (c *checker) checkStage(f *File, s *Stage) {
 	if s.Parallelism < 0 {
 		c.add(p+".parallelism", "", "parallelism must be at least 1, not %d", s.Parallelism)
 	}
-	if s.Parallelism == 0 {
-		s.Parallelism = 1
-	}
+	// Parallelism 0 (left out) is resolved by checkGraph to one instance
+	// per partition of the input channel.
 	if s.Grouping == "" {
 		s.Grouping = "shuffle"
 	}
@@ -608,7 +607,8 @@ func (c *checker) checkWasm(f *File, s *Stage) {
 }
 
 // checkGraph checks that channels have writers and readers, that bolt
-// parallelism matches partitions, and that there is no cycle.
+// parallelism fits the input's partitions, and that there is no cycle. It
+// resolves each channel's partitions and each bolt's parallelism.
 func (c *checker) checkGraph(f *File) {
 	writers := map[string][]*Stage{}
 	readers := map[string][]*Stage{}
@@ -629,27 +629,41 @@ func (c *checker) checkGraph(f *File) {
 		if len(readers[n]) == 0 {
 			c.add(p, "remove it, or set input = \""+n+"\" on a bolt or sink", "channel %q has no reader: it would fill up and stop its writers", n)
 		}
-		// Partitions and grouping come from the bolts that read the channel.
+		// Partitions bound parallelism (as in Kafka): a channel's partitions
+		// default to the largest parallelism of the bolts reading it, and
+		// every bolt runs at most one instance per partition. Grouping is a
+		// property of the channel's writers, so its bolts must agree on it.
 		want, grouping, from := 0, "", ""
 		for _, r := range readers[n] {
 			if r.Kind != KindBolt {
 				continue
 			}
-			if want != 0 && (r.Parallelism != want || r.Grouping != grouping) {
-				c.add(r.path()+".parallelism", "", "bolts %s and %s read channel %q with different parallelism or grouping", from, r.Name, n)
+			if from != "" && r.Grouping != grouping {
+				c.add(r.path()+".grouping", "", "bolts %s and %s read channel %q with different grouping (%s, %s)", from, r.Name, n, grouping, r.Grouping)
 				continue
 			}
-			if want == 0 {
-				want, grouping, from = r.Parallelism, r.Grouping, r.Name
+			if from == "" {
+				grouping, from = r.Grouping, r.Name
 			}
+			want = max(want, r.Parallelism)
 		}
-		if want == 0 {
-			want, grouping = 1, "shuffle"
+		if grouping == "" {
+			grouping = "shuffle"
 		}
 		if ch.Partitions == 0 {
-			ch.Partitions = want
-		} else if ch.Partitions != want && want > 1 {
-			c.add(p+".partitions", fmt.Sprintf("set partitions = %d or remove it", want), "bolt %s has parallelism %d but the channel has %d partitions", from, want, ch.Partitions)
+			ch.Partitions = max(want, 1)
+		}
+		for _, r := range readers[n] {
+			if r.Kind != KindBolt {
+				continue
+			}
+			if r.Parallelism > ch.Partitions {
+				hint := fmt.Sprintf("set parallelism to at most %d, or channels.%s.partitions = %d", ch.Partitions, n, r.Parallelism)
+				c.add(r.path()+".parallelism", hint, "parallelism %d is more than the %d partitions of input channel %q: partitions bound parallelism", r.Parallelism, ch.Partitions, n)
+			}
+			if r.Parallelism == 0 {
+				r.Parallelism = ch.Partitions
+			}
 		}
 		ch.Grouping = grouping
 		if ch.Grouping == "key" {

@@ -103,7 +103,10 @@ type Channel struct {
 	Name string `toml:"-"`
 	// Type is "file" (default, durable) or "memory".
 	Type string `toml:"type"`
-	// Partitions defaults to the parallelism of the bolt reading it, or 1.
+	// Partitions defaults to the largest parallelism of the bolts reading
+	// it, or 1. Partitions bound parallelism: a bolt runs at most one
+	// instance per partition of its input. A running channel's partitions
+	// cannot change on reload (they hold its data and positions).
 	Partitions    int      `toml:"partitions"`
 	SegmentBytes  Size     `toml:"segment_bytes"`
 	MaxBytes      Size     `toml:"max_bytes"`
@@ -133,8 +136,10 @@ type Stage struct {
 	Output string `toml:"output"`
 	Route  *Route `toml:"route"`
 
-	// Parallelism is the number of bolt instances, one per partition of
-	// Input; Grouping is how the writers of Input pick a partition:
+	// Parallelism is the number of concurrent bolt instances, 1 up to the
+	// partitions of Input; left out, one per partition. It can change on
+	// reload (partitions stay the unit of ordering and state, so nothing
+	// moves). Grouping is how the writers of Input pick a partition:
 	// "shuffle" (default) or "key" (same event key → same instance).
 	Parallelism int    `toml:"parallelism"`
 	Grouping    string `toml:"grouping"`

@@ -261,7 +261,7 @@ wasm = "does/not/exist.wasm"
 sha256 = "abc"
 input = "raw"
 output = "out"
-parallelism = 2
+parallelism = 4
 
 [bolts.pinned]
 wasm = "WASM"
@@ -274,9 +274,9 @@ type = "file"
 input = "out"
 `,
 			want: []string{
-				`x.toml:6: channels.raw.partitions: bolt parse has parallelism 2 but the channel has 3 partitions (set partitions = 2 or remove it)`,
 				`x.toml:15: bolts.parse.wasm: module "does/not/exist.wasm" does not exist (build it with ` + "`sluice plugin build DIR`" + `)`,
 				`x.toml:16: bolts.parse.sha256: "abc" is not a sha256 (64 hex digits, from ` + "`sha256sum FILE`" + `)`,
+				`x.toml:19: bolts.parse.parallelism: parallelism 4 is more than the 3 partitions of input channel "raw": partitions bound parallelism (set parallelism to at most 3, or channels.raw.partitions = 4)`,
 				`x.toml:21: bolts.pinned: module is not pinned by sha256, which agent.require_sha256 requires (add sha256 = "…" from ` + "`sha256sum WASM`" + `)`,
 			},
 		},
@@ -529,5 +529,54 @@ input = "raw"
 				t.Errorf("admin = %q token %q default %v, want %q token %q default %v", a.AdminAddr, a.AdminToken, a.AdminAddrDefault, tc.addr, tc.token, tc.isDefault)
 			}
 		})
+	}
+}
+
+// TestParallelismDefaults pins the partition rules: a channel's partitions
+// default to the largest parallelism reading it, a bolt's parallelism to its
+// input's partitions, and bolts of one channel may differ in parallelism.
+func TestParallelismDefaults(t *testing.T) {
+	wasm := writeWasm(t)
+	text := `
+[channels.raw]
+[channels.fixed]
+partitions = 4
+[channels.out]
+
+[sources.s]
+type = "gen"
+output = "raw"
+[sources.t]
+type = "gen"
+output = "fixed"
+
+[bolts.a]
+wasm = "WASM"
+input = "raw"
+output = "out"
+parallelism = 3
+[bolts.b]
+wasm = "WASM"
+input = "raw"
+output = "out"
+parallelism = 1
+[bolts.c]
+wasm = "WASM"
+input = "fixed"
+output = "out"
+
+[sinks.f]
+type = "file"
+input = "out"
+`
+	f, err := Parse("p.toml", []byte(strings.ReplaceAll(text, "WASM", wasm)), testPlugins{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Channels["raw"].Partitions; got != 3 {
+		t.Errorf("raw partitions = %d, want 3 (the largest reader parallelism)", got)
+	}
+	if a, b, c := f.Bolts["a"].Parallelism, f.Bolts["b"].Parallelism, f.Bolts["c"].Parallelism; a != 3 || b != 1 || c != 4 {
+		t.Errorf("parallelism a, b, c = %d, %d, %d, want 3, 1, 4 (c: one per partition of fixed)", a, b, c)
 	}
 }
