@@ -81,7 +81,7 @@ type sourceRunner struct {
 
 // run: resume from the newest hop position in the output channel, then
 // read, append (batch + position in one record), ack.
-func (r *sourceRunner) run(ctx context.Context, drain <-chan struct{}) error {
+func (r *sourceRunner) run(ctx context.Context) error {
 	s, out := r.spec, r.spec.Output.Channel
 	var seq uint64
 	var resume []byte
@@ -99,7 +99,9 @@ func (r *sourceRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		}
 	}
 	select {
-	case <-drain:
+	case <-r.st.drain:
+		return nil
+	case <-r.st.halt:
 		return nil
 	default:
 	}
@@ -111,21 +113,29 @@ func (r *sourceRunner) run(ctx context.Context, drain <-chan struct{}) error {
 	if err := src.Open(ctx, resume); err != nil {
 		return fmt.Errorf("source %s: open: %w", s.Name, err)
 	}
+	// An opened source counts as recovered: it may wait long for input.
+	r.st.progress(0)
+	// Drain and halt both end the Read in progress; nothing of it has been
+	// appended, so that is a batch boundary.
 	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
-		case <-drain:
+		case <-r.st.drain:
+			cancel()
+		case <-r.st.halt:
 			cancel()
 		case <-readCtx.Done():
 		}
 	}()
 	batchSize := max(s.BatchSize, 1)
+	c := r.st.c
 	for {
+		began := time.Now()
 		sb, err := src.Read(readCtx, batchSize)
 		if err != nil {
 			if readCtx.Err() != nil && ctx.Err() == nil {
-				return nil // stopped by drain
+				return nil // stopped by drain or halt
 			}
 			return fmt.Errorf("source %s: read: %w", s.Name, err)
 		}
@@ -150,14 +160,18 @@ func (r *sourceRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			if err := deadLetter(ctx, s.DeadLetter, s.Name, s.Name, sb.DeadLetters, env); err != nil {
 				return err
 			}
-			r.st.rejected.Add(uint64(len(sb.DeadLetters)))
+			c.rejected.Add(uint64(len(sb.DeadLetters)))
 		}
 		part := int(seq % uint64(out.Partitions()))
 		if _, err := out.Append(ctx, part, s.Name, events, count, env); err != nil {
 			return fmt.Errorf("source %s: append to %s: %w", s.Name, s.Output.Name, err)
 		}
-		r.st.out.Add(uint64(count))
-		r.st.in.Add(uint64(count))
+		c.latency.observe(time.Since(began))
+		c.out.Add(uint64(count))
+		c.in.Add(uint64(count))
+		c.bytesIn.Add(uint64(len(sb.Events)))
+		c.bytesOut.Add(uint64(len(events)))
+		r.st.progress(0)
 		if sb.Position != nil {
 			if err := src.Ack(ctx, sb.Position); err != nil {
 				r.p.log.Warn("source ack failed", "stage", s.Name, "err", err)
@@ -190,7 +204,7 @@ type boltRunner struct {
 	lastOff0 uint64 // offset of the last batch's record in target 0 (0: unknown)
 }
 
-func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
+func (r *boltRunner) run(ctx context.Context) error {
 	s := r.spec
 	r.producer = s.Name + "#" + strconv.Itoa(r.instance)
 	r.targets, r.base = nil, nil
@@ -300,11 +314,18 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 	// A tick that was only partly written before a crash is redone first,
 	// with its original time, against the state as of the batch before.
 	if redo != nil && redo.kind == kindTick && ticker != nil {
-		out.Reset()
-		if err := ticker.Tick(ctx, time.Unix(0, redo.tickNow), &out); err != nil {
-			return fmt.Errorf("bolt %s: redo tick: %w", s.Name, err)
+		if err := r.st.acquire(ctx); err != nil {
+			return err
 		}
-		if err := r.emit(ctx, kindTick, redo.tickNow, offsetPos(lastIn), &out, nil, ""); err != nil {
+		out.Reset()
+		err := ticker.Tick(ctx, time.Unix(0, redo.tickNow), &out)
+		if err != nil {
+			err = fmt.Errorf("bolt %s: redo tick: %w", s.Name, err)
+		} else {
+			err = r.emit(ctx, kindTick, redo.tickNow, offsetPos(lastIn), &out, nil, "")
+		}
+		r.st.release()
+		if err != nil {
 			return err
 		}
 	}
@@ -314,20 +335,15 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		var wake time.Time
 		if ticker != nil {
 			if now := time.Now(); !now.Before(nextTick) {
-				out.Reset()
-				if err := ticker.Tick(ctx, now, &out); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					r.p.log.Error("tick failed", "stage", s.Name, "instance", r.instance, "err", err)
-				} else if err := r.emit(ctx, kindTick, now.UnixNano(), offsetPos(lastIn), &out, nil, ""); err != nil {
+				if err := r.tick(ctx, ticker, now, lastIn, &out); err != nil {
 					return err
 				}
 				nextTick = now.Add(tickEvery)
 			}
 			wake = nextTick
 		}
-		rec, ok, timedOut, err := nextRecord(ctx, in, drain, wake, func() {
+		rec, ok, timedOut, err := nextRecord(ctx, in, r.st, wake, func() {
+			r.st.progress(r.instance) // caught up: working, if idle
 			if lastIn > in.Committed() {
 				if err := in.Commit(lastIn); err != nil {
 					r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
@@ -346,58 +362,22 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			continue
 		}
 		if !ok {
-			return nil // drained
+			return nil // drained or halted
 		}
 		if rec.Count > 0 {
-			// With one output partition, records already waiting in the
-			// input are processed together and written as one record (one
-			// fsync): a stage whose appends wait on a slow disk then
-			// catches up in larger steps instead of falling behind. With
-			// several partitions each record stays its own batch, so that a
-			// batch redone after a crash is exactly the same (see above).
-			out.Reset()
-			var dead []event.Event
-			var origin string
-			groupBytes, groupRecords := 0, 0
-			groupEnd := rec.Offset // offset of the group's last record
-			for {
-				origin = s.Input.Name + "/" + strconv.Itoa(r.instance) + "@" + strconv.FormatUint(rec.Offset, 10)
-				d, err := r.process(ctx, bolt, rec, &scratch, origin)
-				if err != nil {
-					return err
-				}
-				if err := out.AddEncoded(scratch.Bytes()); err != nil {
-					return fmt.Errorf("bolt %s: output of %s: %w", s.Name, origin, err)
-				}
-				dead = append(dead, d...)
-				groupBytes += len(rec.Batch)
-				groupRecords++
-				groupEnd = rec.Offset
-				if len(r.targets) != 1 || groupBytes >= maxGroupBytes || groupRecords >= maxGroupRecords ||
-					(ticker != nil && !time.Now().Before(nextTick)) {
-					break
-				}
-				next, more, err := in.TryNext()
-				if err != nil {
-					return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
-				}
-				if !more {
-					break
-				}
-				for more && next.Count == 0 { // position-only records: nothing to process
-					groupEnd = next.Offset
-					if next, more, err = in.TryNext(); err != nil {
-						return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
-					}
-				}
-				if !more {
-					break
-				}
-				rec = next
-			}
-			if err := r.emit(ctx, kindInput, 0, offsetPos(groupEnd), &out, dead, origin); err != nil {
+			// Only processing holds a token of the stage's parallelism;
+			// waiting for input above does not.
+			if err := r.st.acquire(ctx); err != nil {
 				return err
 			}
+			began := time.Now()
+			groupEnd, err := r.processGroup(ctx, bolt, ticker, in, rec, nextTick, &out, &scratch)
+			r.st.release()
+			if err != nil {
+				return err
+			}
+			r.st.c.latency.observe(time.Since(began))
+			r.st.progress(r.instance)
 			lastIn = groupEnd // only now is the group's output durable
 		} else {
 			lastIn = rec.Offset
@@ -413,6 +393,80 @@ func (r *boltRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			snapSeq, lastSnap = r.seq, time.Now()
 		}
 	}
+}
+
+// processGroup processes rec, and with one output partition the records
+// already waiting after it, and emits their output as one batch; it returns
+// the input offset of the last record in the group.
+func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker, in channel.Reader, rec channel.Record, nextTick time.Time, out, scratch *event.Builder) (uint64, error) {
+	s := r.spec
+	// With one output partition, records already waiting in the
+	// input are processed together and written as one record (one
+	// fsync): a stage whose appends wait on a slow disk then
+	// catches up in larger steps instead of falling behind. With
+	// several partitions each record stays its own batch, so that a
+	// batch redone after a crash is exactly the same (see above).
+	out.Reset()
+	var dead []event.Event
+	var origin string
+	groupBytes, groupRecords := 0, 0
+	groupEnd := rec.Offset // offset of the group's last record
+	for {
+		origin = s.Input.Name + "/" + strconv.Itoa(r.instance) + "@" + strconv.FormatUint(rec.Offset, 10)
+		d, err := r.process(ctx, bolt, rec, scratch, origin)
+		if err != nil {
+			return 0, err
+		}
+		if err := out.AddEncoded(scratch.Bytes()); err != nil {
+			return 0, fmt.Errorf("bolt %s: output of %s: %w", s.Name, origin, err)
+		}
+		dead = append(dead, d...)
+		groupBytes += len(rec.Batch)
+		groupRecords++
+		groupEnd = rec.Offset
+		if len(r.targets) != 1 || groupBytes >= maxGroupBytes || groupRecords >= maxGroupRecords ||
+			(ticker != nil && !time.Now().Before(nextTick)) {
+			break
+		}
+		next, more, err := in.TryNext()
+		if err != nil {
+			return 0, fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+		}
+		if !more {
+			break
+		}
+		for more && next.Count == 0 { // position-only records: nothing to process
+			groupEnd = next.Offset
+			if next, more, err = in.TryNext(); err != nil {
+				return 0, fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+			}
+		}
+		if !more {
+			break
+		}
+		rec = next
+	}
+	if err := r.emit(ctx, kindInput, 0, offsetPos(groupEnd), out, dead, origin); err != nil {
+		return 0, err
+	}
+	return groupEnd, nil
+}
+
+// tick runs one Tick and emits its output, holding a processing token.
+func (r *boltRunner) tick(ctx context.Context, ticker Ticker, now time.Time, lastIn uint64, out *event.Builder) error {
+	if err := r.st.acquire(ctx); err != nil {
+		return err
+	}
+	defer r.st.release()
+	out.Reset()
+	if err := ticker.Tick(ctx, now, out); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.p.log.Error("tick failed", "stage", r.spec.Name, "instance", r.instance, "err", err)
+		return nil
+	}
+	return r.emit(ctx, kindTick, now.UnixNano(), offsetPos(lastIn), out, nil, "")
 }
 
 // emit writes one batch's output to every target (the hop protocol), its
@@ -485,7 +539,7 @@ func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []
 			return err
 		}
 		r.dlqSeq = seq
-		r.st.rejected.Add(uint64(len(dead)))
+		r.st.c.rejected.Add(uint64(len(dead)))
 	}
 	r.lastOff0 = 0
 	// The targets are independent logs, so their appends (and fsyncs) run
@@ -522,7 +576,8 @@ func (r *boltRunner) emit(ctx context.Context, kind uint8, tickNow int64, pos []
 			r.lastOff0 = offs[i]
 		}
 		r.lastSeq[i] = seq
-		r.st.out.Add(uint64(r.builders[i].Len()))
+		r.st.c.out.Add(uint64(r.builders[i].Len()))
+		r.st.c.bytesOut.Add(uint64(len(r.builders[i].Bytes())))
 	}
 	if single {
 		r.builders[0] = event.Builder{} // do not alias out
@@ -542,7 +597,8 @@ const (
 // not used after it returns.
 func (r *boltRunner) process(ctx context.Context, bolt Bolt, rec channel.Record, scratch *event.Builder, origin string) ([]event.Event, error) {
 	s := r.spec
-	r.st.in.Add(uint64(rec.Count))
+	r.st.c.in.Add(uint64(rec.Count))
+	r.st.c.bytesIn.Add(uint64(len(rec.Batch)))
 	scratch.Reset()
 	rejects, perr := bolt.Process(ctx, rec.Batch, scratch)
 	if perr != nil {
@@ -653,7 +709,7 @@ type sinkRunner struct {
 	partition int
 }
 
-func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
+func (r *sinkRunner) run(ctx context.Context) error {
 	s := r.spec
 	producer := s.Name + "#" + strconv.Itoa(r.partition)
 	in, err := s.Input.Channel.Reader(s.Name, r.partition)
@@ -679,7 +735,8 @@ func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
 		}
 	}()
 	for {
-		rec, ok, _, err := nextRecord(ctx, in, drain, time.Time{}, func() {
+		rec, ok, _, err := nextRecord(ctx, in, r.st, time.Time{}, func() {
+			r.st.progress(r.partition) // caught up: working, if idle
 			if lastIn > in.Committed() {
 				if err := in.Commit(lastIn); err != nil {
 					r.p.log.Warn("commit input position", "stage", s.Name, "err", err)
@@ -694,11 +751,20 @@ func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			return nil
 		}
 		if rec.Count > 0 {
-			r.st.in.Add(uint64(rec.Count))
+			c := r.st.c
+			c.in.Add(uint64(rec.Count))
+			c.bytesIn.Add(uint64(len(rec.Batch)))
+			began := time.Now()
 			rejects, err := r.write(ctx, sink, rec, stream)
+			if errors.Is(err, errHalted) {
+				return nil // nothing of this batch was delivered
+			}
 			if err != nil {
 				return err
 			}
+			c.latency.observe(time.Since(began))
+			c.bytesOut.Add(uint64(len(rec.Batch)))
+			r.st.progress(r.partition)
 			origin := s.Input.Name + "/" + strconv.Itoa(r.partition) + "@" + strconv.FormatUint(rec.Offset, 10)
 			dead, err := rejectedEvents(rec.Batch, rejects, s.Name, origin)
 			if err != nil {
@@ -707,8 +773,8 @@ func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
 			if err := deadLetter(ctx, s.DeadLetter, producer, s.Name, dead, offsetPos(rec.Offset)); err != nil {
 				return err
 			}
-			r.st.rejected.Add(uint64(len(dead)))
-			r.st.out.Add(uint64(rec.Count - len(dead)))
+			c.rejected.Add(uint64(len(dead)))
+			c.out.Add(uint64(rec.Count - len(dead)))
 		}
 		lastIn = rec.Offset
 		if time.Since(lastCommit) >= r.p.spec.CommitEvery {
@@ -720,9 +786,15 @@ func (r *sinkRunner) run(ctx context.Context, drain <-chan struct{}) error {
 	}
 }
 
+// errHalted is returned by write when Remove halts the stage while the
+// destination fails.
+var errHalted = errors.New("halted")
+
 // write delivers one batch, retrying with backoff while the destination
-// fails (a transient outage becomes backpressure, not loss). It gives up only
-// when the run ends.
+// fails (a transient outage becomes backpressure, not loss); meanwhile the
+// instance counts as failing. It gives up only when the run ends or the
+// stage is halted (errHalted): a failed Write delivered nothing, so that is
+// a batch boundary.
 func (r *sinkRunner) write(ctx context.Context, sink Sink, rec channel.Record, stream string) ([]Reject, error) {
 	backoff := r.p.spec.MinBackoff
 	for {
@@ -733,11 +805,15 @@ func (r *sinkRunner) write(ctx context.Context, sink Sink, rec channel.Record, s
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		r.st.lastErr.Store(err.Error())
+		r.st.c.lastErr.Store(err.Error())
+		r.st.markFailing(r.partition)
 		r.p.log.Warn("sink write failed; retrying", "stage", r.spec.Name, "offset", rec.Offset, "backoff", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
+		case <-r.st.halt:
+			t.Stop()
+			return nil, errHalted
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
