@@ -100,8 +100,14 @@ type SourceConfig struct {
 	StaticMembership bool `toml:"static_membership"`
 	// InstanceID is this agent's group.instance.id (prefixed "sluice-").
 	// Empty: a random id created once in the stage's data directory. Two
-	// agents must never share one.
+	// agents must never share one. It also names this member in the claim
+	// ledger.
 	InstanceID string `toml:"instance_id"`
+	// Claims is the claim ledger in Redis (off by default): with two or
+	// more members in the group, it keeps a batch from being counted twice
+	// when its member dies between the durable append and the group commit
+	// and the partition moves (docs/adr/0007).
+	Claims ClaimsConfig `toml:"claims"`
 }
 
 func defaultConn() Conn {
@@ -124,6 +130,7 @@ func DefaultSourceConfig() SourceConfig {
 		SessionTimeout: units.Of(10 * time.Second), HeartbeatInterval: units.Of(3 * time.Second),
 		RebalanceTimeout: units.Of(60 * time.Second), MaxWait: units.Of(100 * time.Millisecond),
 		MaxBatchBytes: units.Bytes(1 << 20), StaticMembership: true,
+		Claims: ClaimsConfig{KeyPrefix: "sluice:claims:"},
 	}
 }
 
@@ -237,6 +244,7 @@ func (c SourceConfig) Validate() error {
 		errs = append(errs, errors.New("heartbeat_interval: must be shorter than session_timeout"))
 	}
 	errs = append(errs, positiveSize("max_batch_bytes", c.MaxBatchBytes)...)
+	errs = append(errs, c.Claims.validate()...)
 	return errors.Join(errs...)
 }
 

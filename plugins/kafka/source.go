@@ -45,11 +45,16 @@ type Source struct {
 	wg      sync.WaitGroup
 
 	// Read/Ack goroutine only.
-	resume  map[topicPart]int64
-	pos     position
-	builder event.Builder
-	posBuf  []byte
-	pending *sarama.ConsumerMessage // taken from msgs but over the batch's byte limit
+	pos       position
+	builder   event.Builder
+	posBuf    []byte
+	pending   *sarama.ConsumerMessage   // taken from msgs but over the batch's byte limit
+	batch     []*sarama.ConsumerMessage // the messages of the batch being read
+	ledger    *claimLedger              // nil without [claims]
+	sc        *sarama.Config            // for the recovery's own client
+	recovered bool                      // this member's pending claims are back in its output
+	ranges    []claimRange
+	owned     map[topicPart]int64 // per partition of the batch, the first offset this member owns
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -75,11 +80,14 @@ func NewSource(cfg SourceConfig, dataDir string, logger *slog.Logger) (*Source, 
 	if cfg.StaticMembership && cfg.InstanceID == "" && dataDir == "" {
 		return nil, errors.New("kafka: static_membership needs instance_id or a data directory to keep one in")
 	}
+	if cfg.Claims.Enabled() && cfg.InstanceID == "" && dataDir == "" {
+		return nil, errors.New("kafka: claims need instance_id or a data directory to keep one in")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{cfg: cfg, dataDir: dataDir, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{},
-		claimed: map[topicPart]bool{}, inMarks: map[markKey]seq{}}
+		claimed: map[topicPart]bool{}, inMarks: map[markKey]seq{}, owned: map[topicPart]int64{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -111,13 +119,13 @@ func (s *Source) Open(ctx context.Context, resume []byte) error {
 		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
 	}
 	sc.Consumer.Return.Errors = true
-	if s.cfg.StaticMembership {
-		id := s.cfg.InstanceID
-		if id == "" {
-			if id, err = instanceid.Load(s.dataDir); err != nil {
-				return fmt.Errorf("kafka: %w", err)
-			}
+	id := s.cfg.InstanceID
+	if id == "" && (s.cfg.StaticMembership || s.cfg.Claims.Enabled()) {
+		if id, err = instanceid.Load(s.dataDir); err != nil {
+			return fmt.Errorf("kafka: %w", err)
 		}
+	}
+	if s.cfg.StaticMembership {
 		g.InstanceId = "sluice-" + id
 		if !sc.Version.IsAtLeast(sarama.V2_3_0_0) {
 			sc.Version = sarama.V2_3_0_0
@@ -126,10 +134,14 @@ func (s *Source) Open(ctx context.Context, resume []byte) error {
 	if err := sc.Validate(); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
+	if s.cfg.Claims.Enabled() {
+		if s.ledger, err = newClaimLedger(s.cfg.Claims, s.cfg.Group, id); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+	}
+	s.sc = sc
 	s.pos = pos
-	s.resume = map[topicPart]int64{}
 	for tp, off := range pos.Next {
-		s.resume[tp] = off
 		s.acked[tp] = off
 	}
 	s.msgs = make(chan *sarama.ConsumerMessage, 1024)
@@ -268,20 +280,35 @@ loop:
 	return nil
 }
 
-// Read returns up to max events, waiting for the first one.
+// Read returns up to max events, waiting for the first one. With the
+// claim ledger, the first Read after Open returns this member's claimed
+// but not yet durable ranges (see recover), and every later batch is
+// claimed before it is returned, so its durable append follows its claim.
 func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error) {
 	if !s.opened {
 		return pipeline.SourceBatch{}, errors.New("kafka: Read without Open")
 	}
 	s.builder.Reset()
 	changed := false
+	if s.ledger != nil && !s.recovered {
+		var err error
+		if changed, err = s.recover(ctx); err != nil {
+			return pipeline.SourceBatch{}, err
+		}
+		s.recovered = true
+		if changed {
+			return s.batchOut(), nil
+		}
+	}
+	clear(s.batch)
+	s.batch = s.batch[:0]
 	var bytes int64
 	take := func(m *sarama.ConsumerMessage) bool {
-		if s.builder.Len() > 0 && bytes+int64(len(m.Value)) > s.cfg.MaxBatchBytes.Bytes {
+		if len(s.batch) > 0 && bytes+int64(len(m.Value)) > s.cfg.MaxBatchBytes.Bytes {
 			s.pending = m
 			return false
 		}
-		s.add(m, &changed)
+		s.batch = append(s.batch, m)
 		bytes += int64(len(m.Value))
 		return true
 	}
@@ -297,7 +324,7 @@ func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error
 		}
 	}
 fill:
-	for s.builder.Len() < max && s.pending == nil {
+	for len(s.batch) < max && s.pending == nil {
 		select {
 		case m := <-s.msgs:
 			take(m)
@@ -305,21 +332,183 @@ fill:
 			break fill
 		}
 	}
+	owned := map[topicPart]int64(nil)
+	if s.ledger != nil {
+		var err error
+		if owned, err = s.claimBatch(ctx); err != nil {
+			return pipeline.SourceBatch{}, err
+		}
+	}
+	for _, m := range s.batch {
+		s.add(m, &changed, owned)
+	}
 	if !changed {
 		return pipeline.SourceBatch{}, nil
 	}
+	return s.batchOut(), nil
+}
+
+func (s *Source) batchOut() pipeline.SourceBatch {
 	s.posBuf = s.pos.encode(s.posBuf[:0])
 	var events []byte
 	if s.builder.Len() > 0 {
 		events = s.builder.Bytes()
 	}
-	return pipeline.SourceBatch{Events: events, Position: s.posBuf}, nil
+	return pipeline.SourceBatch{Events: events, Position: s.posBuf}
 }
 
-// add turns one message into an event unless it is below the resumed
-// offset (already in our output) or a re-sent copy; either way the
-// partition's next offset advances.
-func (s *Source) add(m *sarama.ConsumerMessage, changed *bool) {
+// claimBatch claims the batch's new offsets of every partition in one
+// ledger call and returns, per partition, the first offset this member
+// owns. Redis unreachable → retry with backoff until ctx is done (the
+// batch waits: backpressure, nothing passed on unclaimed).
+func (s *Source) claimBatch(ctx context.Context) (map[topicPart]int64, error) {
+	s.ranges = s.ranges[:0]
+	clear(s.owned)
+	for _, m := range s.batch {
+		tp := topicPart{m.Topic, m.Partition}
+		if m.Offset < s.pos.Next[tp] {
+			continue // passed on before; no claim needed
+		}
+		found := false
+		for i := range s.ranges {
+			if s.ranges[i].tp == tp {
+				s.ranges[i].To, found = m.Offset+1, true
+				break
+			}
+		}
+		if !found {
+			s.ranges = append(s.ranges, claimRange{tp: tp, From: m.Offset, To: m.Offset + 1})
+		}
+	}
+	if len(s.ranges) == 0 {
+		return s.owned, nil
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		los, err := s.ledger.claim(ctx, s.ranges)
+		if err == nil {
+			for i, r := range s.ranges {
+				s.owned[r.tp] = los[i]
+			}
+			return s.owned, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.log.Warn("kafka source: claim ledger unreachable; the batch waits", "addrs", s.cfg.Claims.Addrs, "backoff", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// recover puts back into this member's output the ranges it claimed in
+// the ledger but never made durable (killed between its claim and its
+// append): nobody else will pass them on, since the claim is theirs. They
+// are read straight from the partitions, outside the group, whoever owns
+// the partitions now. Retries with backoff until ctx is done.
+func (s *Source) recover(ctx context.Context) (bool, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		changed, err := s.recoverOnce(ctx)
+		if err == nil {
+			return changed, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		s.log.Warn("kafka source: recovering claimed ranges; retrying", "backoff", backoff, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+func (s *Source) recoverOnce(ctx context.Context) (bool, error) {
+	client, err := sarama.NewClient(s.cfg.Brokers, s.sc)
+	if err != nil {
+		return false, err
+	}
+	defer client.Close()
+	var tps []topicPart
+	for _, topic := range s.cfg.Topics {
+		parts, err := client.Partitions(topic)
+		if err != nil {
+			return false, fmt.Errorf("partitions of %s: %w", topic, err)
+		}
+		for _, p := range parts {
+			tps = append(tps, topicPart{topic, p})
+		}
+	}
+	pend, err := s.ledger.pending(ctx, tps)
+	if err != nil {
+		return false, err
+	}
+	var todo []claimRange
+	for _, r := range pend {
+		if r.To > s.pos.Next[r.tp] {
+			r.From = max(r.From, s.pos.Next[r.tp])
+			todo = append(todo, r)
+		}
+	}
+	if len(todo) == 0 {
+		return false, nil
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return false, err
+	}
+	defer consumer.Close()
+	var msgs []*sarama.ConsumerMessage
+	for _, r := range todo {
+		pc, err := consumer.ConsumePartition(r.tp.Topic, r.tp.Partition, r.From)
+		if err != nil {
+			return false, fmt.Errorf("reading %s/%d from %d: %w", r.tp.Topic, r.tp.Partition, r.From, err)
+		}
+	read:
+		for {
+			select {
+			case m := <-pc.Messages():
+				if m.Offset < r.To {
+					msgs = append(msgs, m)
+				}
+				if m.Offset+1 >= r.To {
+					break read
+				}
+			case err := <-pc.Errors():
+				pc.Close()
+				return false, fmt.Errorf("reading %s/%d: %w", r.tp.Topic, r.tp.Partition, err)
+			case <-ctx.Done():
+				pc.Close()
+				return false, ctx.Err()
+			}
+		}
+		pc.Close()
+	}
+	changed := false
+	for _, m := range msgs {
+		s.add(m, &changed, nil)
+	}
+	for _, r := range todo {
+		if s.pos.Next[r.tp] < r.To {
+			s.pos.Next[r.tp], changed = r.To, true
+		}
+		s.log.Info("kafka source: recovered a claimed range that was not durable", "topic", r.tp.Topic, "partition", r.tp.Partition, "from", r.From, "to", r.To)
+	}
+	return changed, nil
+}
+
+// add turns one message into an event unless this member passed it on (or
+// past it) already, it is a re-sent copy, or another member claimed it
+// (owned: the first offset per partition that is ours; nil = all). Either
+// way the partition's next offset advances.
+func (s *Source) add(m *sarama.ConsumerMessage, changed *bool, owned map[topicPart]int64) {
 	if s.hasMarks.Load() {
 		s.mu.Lock()
 		for k, v := range s.inMarks {
@@ -332,13 +521,9 @@ func (s *Source) add(m *sarama.ConsumerMessage, changed *bool) {
 		s.mu.Unlock()
 	}
 	tp := topicPart{m.Topic, m.Partition}
-	if m.Offset < s.resume[tp] {
-		// Already durable in our output before the restart; the next
-		// message of this partition moves the position on.
-		if next := m.Offset + 1; next > s.pos.Next[tp] {
-			s.pos.Next[tp] = next
-			*changed = true
-		}
+	if m.Offset < s.pos.Next[tp] {
+		// In our output already (before a restart, or before the
+		// partition went away and came back with an older commit).
 		return
 	}
 	s.pos.Next[tp] = m.Offset + 1
@@ -366,6 +551,11 @@ func (s *Source) add(m *sarama.ConsumerMessage, changed *bool) {
 			return // a copy the producer sent again
 		}
 		s.pos.Marks[k] = sq
+	}
+	if lo, ok := owned[tp]; ok && m.Offset < lo {
+		// Claimed by another member, which passes it on (its marks still
+		// count: a later copy of it must be dropped here too).
+		return
 	}
 	if e.Key == nil || len(e.Key) == 0 {
 		e.Key = nil
@@ -442,6 +632,9 @@ func (s *Source) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if s.ledger != nil {
+		s.ledger.close()
+	}
 	return nil
 }
 
