@@ -68,7 +68,7 @@ func instanceFrom(ctx context.Context) *instance {
 // config, and for a source that has been opened, sluice_ack with the
 // position it must resume after.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{p: p, stack: make([]uint64, 2), lm: newLinearMemory()}
+	inst := &instance{p: p, stack: make([]uint64, 2), lm: newLinearMemory(&p.totals.memory)}
 	inst.stdout = newLineWriter(p.logger, "stdout")
 	inst.stderr = newLineWriter(p.logger, "stderr")
 	mcfg := wazero.NewModuleConfig().
@@ -204,7 +204,10 @@ func (inst *instance) invoke(ctx context.Context, fn api.Function, args []uint64
 	defer done()
 	stack := inst.stack[:2]
 	copy(stack, args)
-	if err := fn.CallWithStack(cctx, stack); err != nil {
+	start := time.Now()
+	err := fn.CallWithStack(cctx, stack)
+	inst.p.totals.addGuestTime(start)
+	if err != nil {
 		return nil, inst.describe(cctx, err)
 	}
 	inst.noteOverrun(cctx)
@@ -230,7 +233,10 @@ func (inst *instance) invokeWithInput(ctx context.Context, fn api.Function, inpu
 			errInvalidResult, len(input), ptr, inst.mem.Size())
 	}
 	stack[0], stack[1] = uint64(ptr), uint64(len(input))
-	if err := fn.CallWithStack(cctx, stack); err != nil {
+	start := time.Now()
+	err := fn.CallWithStack(cctx, stack)
+	inst.p.totals.addGuestTime(start)
+	if err != nil {
 		return nil, inst.describe(cctx, err)
 	}
 	inst.noteOverrun(cctx)

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -28,11 +29,19 @@ type linearMemory struct {
 	users int    // instantiation and calls in progress
 	freed bool   // wazero called Free
 	heap  bool   // mapping failed: buf is an ordinary slice
+
+	// size is added to with every change of the guest's memory size and
+	// taken back on Free: the sum of the live memories of one plugin name,
+	// which Runtime.Stats reads without locking any instance. Grows are
+	// rare (memory.grow), so this costs the call path nothing.
+	size *atomic.Int64
 }
 
 // newLinearMemory returns a memory with one user, the instantiation, which
-// ends with release.
-func newLinearMemory() *linearMemory { return &linearMemory{users: 1} }
+// ends with release. size receives its size changes (see the field).
+func newLinearMemory(size *atomic.Int64) *linearMemory {
+	return &linearMemory{users: 1, size: size}
+}
 
 // Allocate implements experimental.MemoryAllocator. wazero calls it once,
 // during instantiation.
@@ -52,23 +61,30 @@ func (m *linearMemory) Allocate(capBytes, maxBytes uint64) experimental.LinearMe
 func (m *linearMemory) Reallocate(size uint64) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old := len(m.buf)
 	if size <= uint64(cap(m.buf)) {
 		m.buf = m.buf[:size]
-		return m.buf
+	} else {
+		if !m.heap {
+			return nil // past the reservation, which is the module's maximum
+		}
+		nb := make([]byte, size, max(size, 2*uint64(cap(m.buf))))
+		copy(nb, m.buf)
+		m.buf = nb
 	}
-	if !m.heap {
-		return nil // past the reservation, which is the module's maximum
+	if !m.freed {
+		m.size.Add(int64(len(m.buf) - old))
 	}
-	nb := make([]byte, size, max(size, 2*uint64(cap(m.buf))))
-	copy(nb, m.buf)
-	m.buf = nb
-	return nb
+	return m.buf
 }
 
 // Free implements experimental.LinearMemory.
 func (m *linearMemory) Free() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.freed {
+		m.size.Add(-int64(len(m.buf))) // the instance is gone, whenever the unmap happens
+	}
 	m.freed = true
 	m.unmapIfUnused()
 }

@@ -65,6 +65,11 @@ type Plugin struct {
 
 	stateMu  sync.Mutex // serialises StateStore access between instances
 	counters sync.Map   // metric name -> *atomic.Int64
+
+	// totals are the figures Runtime.Stats reports, shared by every plugin
+	// loaded under this name (one per partition, and the ones that replace
+	// them after a restart or reload).
+	totals *pluginTotals
 }
 
 // guardMode is how a plugin's runaway loops are stopped (ADR 0002).
@@ -232,6 +237,7 @@ func (r *Runtime) load(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		guard:  mode,
 		sem:    make(chan struct{}, cfg.Instances),
 		busy:   map[*instance]struct{}{},
+		totals: r.totalsOf(cfg.Name),
 	}
 	fail := func(err error) (*Plugin, error) {
 		p.rt.Close(context.WithoutCancel(ctx))

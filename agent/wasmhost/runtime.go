@@ -26,6 +26,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
+	totals  map[string]*pluginTotals // by plugin name; kept after the plugins close
 	closed  bool
 }
 
@@ -47,7 +48,7 @@ func NewRuntime(ctx context.Context, cfg RuntimeConfig) (*Runtime, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Runtime{cache: cache, logger: logger, plugins: map[*Plugin]struct{}{}}, nil
+	return &Runtime{cache: cache, logger: logger, plugins: map[*Plugin]struct{}{}, totals: map[string]*pluginTotals{}}, nil
 }
 
 // Close closes every plugin loaded by r that is still open, then the cache.
@@ -85,8 +86,16 @@ func (r *Runtime) track(p *Plugin) error {
 	return nil
 }
 
+// untrack forgets a closed plugin, keeping its counters in its name's
+// totals so that they never go backwards.
 func (r *Runtime) untrack(p *Plugin) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.plugins[p]; !ok {
+		return
+	}
 	delete(r.plugins, p)
-	r.mu.Unlock()
+	for name, v := range p.Counters() {
+		p.totals.retired[name] += v
+	}
 }
