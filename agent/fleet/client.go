@@ -90,8 +90,8 @@ type Client struct {
 
 	applyMu sync.Mutex // one remote config at a time
 	mu      sync.Mutex
-	running []byte         // the running config's TOML text
-	applied *config.File   // what Applier.Current returned after our last apply
+	running []byte       // the running config's TOML text
+	applied *config.File // what Applier.Current returned after our last apply
 	pending chan *protobufs.AgentRemoteConfig
 	health  *protobufs.ComponentHealth
 	started time.Time
