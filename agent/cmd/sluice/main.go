@@ -56,6 +56,7 @@ func commands() []command {
 		{"dlq", "list or replay the events in dead-letter channels", cmdDLQ},
 		{"top", "show a running agent's live rates and channel depths", cmdTop},
 		{"tap", "print the events appended to a running agent's channel", cmdTap},
+		{"fleet", "serve OpAMP to a fleet of agents, list them, sign plugin packages", cmdFleet},
 		{"version", "print the version", cmdVersion},
 	}
 }
