@@ -7,8 +7,10 @@ import (
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/plugins/file"
+	"github.com/sluicehq/sluice/plugins/forward"
 	"github.com/sluicehq/sluice/plugins/kafka"
 	"github.com/sluicehq/sluice/plugins/redis"
+	"github.com/sluicehq/sluice/plugins/sinkgroup"
 	"github.com/sluicehq/sluice/plugins/stdout"
 	"github.com/sluicehq/sluice/plugins/store"
 	"github.com/sluicehq/sluice/plugins/tail"
@@ -74,8 +76,50 @@ func Builtin() *Registry {
 			return redis.New(*cfg.(*redis.Config), partitionPath(env.DataDir, env), env.Logger)
 		},
 	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSource, Type: "forward", Sample: forward.SourceSampleConfig,
+		NewConfig: func() any { c := forward.DefaultSourceConfig(); return &c },
+		NewSource: func(cfg any, env Env) (pipeline.Source, error) {
+			return forward.NewSource(*cfg.(*forward.SourceConfig), env.Logger)
+		},
+	}))
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "forward", Sample: forward.SinkSampleConfig,
+		NewConfig: func() any { c := forward.DefaultSinkConfig(); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			return forward.NewSink(*cfg.(*forward.SinkConfig), partitionPath(env.DataDir, env), env.Logger)
+		},
+	}))
+	// The group's members are sinks of this same registry, built through
+	// their own plugin entries (a member sink of a partitioned input gets
+	// the partition, like any sink).
+	must(r.Register(Plugin{
+		Kind: config.KindSink, Type: "group", Sample: sinkgroup.SampleConfig,
+		NewConfig: func() any { c := sinkgroup.DefaultConfig(sinkTypes{r}); return &c },
+		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
+			return sinkgroup.New(*cfg.(*sinkgroup.Config), func(m *sinkgroup.Member) (pipeline.Sink, error) {
+				p, ok := r.Lookup(config.KindSink, m.Type)
+				if !ok {
+					return nil, fmt.Errorf("unknown sink type %q", m.Type)
+				}
+				menv := env
+				menv.Name = env.Name + "." + m.Name
+				menv.DataDir = filepath.Join(env.DataDir, m.Name)
+				if env.Logger != nil {
+					menv.Logger = env.Logger.With("member", m.Name)
+				}
+				return p.NewSink(m.Decoded(), menv)
+			}, env.Logger)
+		},
+	}))
 	return r
 }
+
+// sinkTypes gives the group sink the registry's sink types.
+type sinkTypes struct{ r *Registry }
+
+func (s sinkTypes) NewSinkConfig(typ string) (any, bool) { return s.r.NewConfig(config.KindSink, typ) }
+func (s sinkTypes) SinkTypes() []string                  { return s.r.Types(config.KindSink) }
 
 // partitionPath gives each instance of a sink reading a partitioned channel
 // its own file or directory: PATH.pN. One instance (the usual case) keeps
