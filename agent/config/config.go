@@ -90,6 +90,10 @@ type Agent struct {
 	// written in the file: the runner may then fall back to another port
 	// when the default one is taken (two agents on one machine).
 	AdminAddrDefault bool `toml:"-"`
+	// DropRemovedChannels lets a reload remove a channel that still holds
+	// events: they are deleted with the channel's directory. Without it
+	// such a reload is refused until the channel's readers drained it.
+	DropRemovedChannels bool `toml:"drop_removed_channels"`
 	// Labels describe this agent to a fleet server (e.g. role = "edge",
 	// dc = "fra1"); OpAMP groups agents by them.
 	Labels map[string]string `toml:"labels"`

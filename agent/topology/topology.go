@@ -14,6 +14,8 @@ package topology
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,18 +35,34 @@ import (
 
 // Agent is a built topology: its channels, plugin runtime and pipeline.
 //
-// Lifecycle: Build opens everything; Start runs the pipeline; Stop drains
-// it and closes everything. Stop is safe without Start and safe twice.
+// Lifecycle: Build opens everything; Start runs the pipeline; Reload
+// (reload.go) changes the running topology; Stop drains it and closes
+// everything. Stop is safe without Start and safe twice. Reload, Stop and
+// the read methods are safe for concurrent use.
 type Agent struct {
-	cfg      *config.File
-	log      *slog.Logger
-	rt       *wasmhost.Runtime
-	channels map[string]channel.Channel // config channels and dlq.STAGE
-	pipe     *pipeline.Pipeline
-	stopped  bool
+	log  *slog.Logger
+	reg  *registry.Registry
+	rt   *wasmhost.Runtime
+	pipe *pipeline.Pipeline
 
-	mu    sync.Mutex
-	sinks map[string][]pipeline.Sink
+	// lifeMu serialises Reload and Stop.
+	lifeMu  sync.Mutex
+	stopped bool
+
+	mu       sync.RWMutex // guards the fields below, replaced by Reload
+	cfg      *config.File
+	channels map[string]channel.Channel // config channels and dlq.STAGE
+	modules  map[string]module          // WASM stages' module bytes, by stage name
+	sinks    map[string][]pipeline.Sink
+}
+
+// module is the WASM module a stage runs: read once when the stage is
+// built, so that instances started later (after a fault, a restart or a
+// parallelism change) run exactly the bytes that were validated, whatever
+// happens to the file meanwhile.
+type module struct {
+	wasm   []byte
+	sha256 string // hex
 }
 
 // Options tune Build.
@@ -68,7 +86,8 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: log, channels: map[string]channel.Channel{}, sinks: map[string][]pipeline.Sink{}}
+	a := &Agent{cfg: cfg, log: log, reg: reg, channels: map[string]channel.Channel{},
+		modules: map[string]module{}, sinks: map[string][]pipeline.Sink{}}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -83,20 +102,9 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 		return nil, err
 	}
 	for _, name := range sortedKeys(cfg.Channels) {
-		c := cfg.Channels[name]
-		opts := channel.Options{
-			Dir: ChannelDir(data, name), Partitions: c.Partitions,
-			SegmentBytes: c.SegmentBytes.Or(config.DefaultSegmentBytes), MaxBytes: c.MaxBytes.Or(config.DefaultMaxBytes),
-			MinFreeBytes: c.MinFreeBytes.Or(0), Fsync: channel.FsyncPolicy(c.Fsync),
-			FsyncInterval: c.FsyncInterval.Or(time.Second), Logger: log.With("channel", name),
-		}
-		if c.Type == "memory" {
-			a.channels[name] = channel.NewMemory(opts)
-			continue
-		}
-		ch, err := channel.Open(opts)
+		ch, err := a.openChannel(data, cfg.Channels[name])
 		if err != nil {
-			return nil, fmt.Errorf("channel %s: %w", name, err)
+			return nil, err
 		}
 		a.channels[name] = ch
 	}
@@ -107,60 +115,104 @@ func Build(ctx context.Context, cfg *config.File, reg *registry.Registry, opts O
 		}
 		a.channels[DeadLetterName(s.Name)] = dlq
 	}
-
+	if a.modules, err = readModules(cfg); err != nil {
+		return nil, err
+	}
 	spec := opts.Pipeline
 	spec.Logger = log
 	spec.StateDir = filepath.Join(data, "state")
 	spec.Sources, spec.Bolts, spec.Sinks = nil, nil, nil
 	for _, s := range cfg.Stages() {
 		if s.Wasm != "" {
-			if err := a.probe(ctx, s); err != nil {
+			if err := a.probe(ctx, s, a.modules[s.Name]); err != nil {
 				return nil, err
 			}
 		}
-		switch s.Kind {
-		case config.KindSource:
-			spec.Sources = append(spec.Sources, pipeline.SourceSpec{
-				Name: s.Name, BatchSize: s.BatchSize, DeadLetter: a.channels[DeadLetterName(s.Name)],
-				Output: a.output(s.Output), New: a.sourceFactory(s, reg),
-			})
-		case config.KindBolt:
-			b := pipeline.BoltSpec{
-				Name: s.Name, Input: pipeline.Input{Name: s.Input, Channel: a.channels[s.Input]},
-				Stateful: stateful(s, reg), Tick: s.Tick.Or(time.Second),
-				DeadLetter: a.channels[DeadLetterName(s.Name)], New: a.boltFactory(s, reg),
-			}
-			if s.Route == nil {
-				b.Outputs = []pipeline.Output{a.output(s.Output)}
-			} else {
-				outs := s.Outputs()
-				index := map[string]int{}
-				for i, o := range outs {
-					index[o] = i
-					b.Outputs = append(b.Outputs, a.output(o))
-				}
-				r := &pipeline.Route{Header: s.Route.Header, To: map[string]int{}, Default: -1}
-				for v, ch := range s.Route.Routes {
-					r.To[v] = index[ch]
-				}
-				if s.Route.Default != "" {
-					r.Default = index[s.Route.Default]
-				}
-				b.Route = r
-			}
-			spec.Bolts = append(spec.Bolts, b)
-		case config.KindSink:
-			spec.Sinks = append(spec.Sinks, pipeline.SinkSpec{
-				Name: s.Name, Input: pipeline.Input{Name: s.Input, Channel: a.channels[s.Input]},
-				DeadLetter: a.channels[DeadLetterName(s.Name)], New: a.sinkFactory(s, reg),
-			})
-		}
+		a.addStageSpec(&spec, s)
 	}
 	a.pipe, err = pipeline.New(spec)
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// openChannel opens the config channel c under dataDir.
+func (a *Agent) openChannel(dataDir string, c *config.Channel) (channel.Channel, error) {
+	opts := channel.Options{
+		Dir: ChannelDir(dataDir, c.Name), Partitions: c.Partitions,
+		SegmentBytes: c.SegmentBytes.Or(config.DefaultSegmentBytes), MaxBytes: c.MaxBytes.Or(config.DefaultMaxBytes),
+		MinFreeBytes: c.MinFreeBytes.Or(0), Fsync: channel.FsyncPolicy(c.Fsync),
+		FsyncInterval: c.FsyncInterval.Or(time.Second), Logger: a.log.With("channel", c.Name),
+	}
+	if c.Type == "memory" {
+		return channel.NewMemory(opts), nil
+	}
+	ch, err := channel.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("channel %s: %w", c.Name, err)
+	}
+	return ch, nil
+}
+
+// readModules reads the module of every WASM stage of cfg.
+func readModules(cfg *config.File) (map[string]module, error) {
+	mods := map[string]module{}
+	for _, s := range cfg.Stages() {
+		if s.Wasm == "" {
+			continue
+		}
+		b, err := os.ReadFile(s.Wasm)
+		if err != nil {
+			return nil, fmt.Errorf("%ss.%s.wasm: %w", s.Kind, s.Name, err)
+		}
+		sum := sha256.Sum256(b)
+		mods[s.Name] = module{wasm: b, sha256: hex.EncodeToString(sum[:])}
+	}
+	return mods, nil
+}
+
+// addStageSpec appends the pipeline spec of stage s to spec. The caller
+// holds a.mu (or owns a alone, in Build); s's channels are open.
+func (a *Agent) addStageSpec(spec *pipeline.Spec, s *config.Stage) {
+	switch s.Kind {
+	case config.KindSource:
+		spec.Sources = append(spec.Sources, pipeline.SourceSpec{
+			Name: s.Name, BatchSize: s.BatchSize, DeadLetter: a.channels[DeadLetterName(s.Name)],
+			Output: a.output(s.Output), New: a.sourceFactory(s),
+		})
+	case config.KindBolt:
+		b := pipeline.BoltSpec{
+			Name: s.Name, Input: pipeline.Input{Name: s.Input, Channel: a.channels[s.Input]},
+			Parallelism: s.Parallelism,
+			Stateful:    stateful(s, a.reg), Tick: s.Tick.Or(time.Second),
+			DeadLetter: a.channels[DeadLetterName(s.Name)], New: a.boltFactory(s),
+		}
+		if s.Route == nil {
+			b.Outputs = []pipeline.Output{a.output(s.Output)}
+		} else {
+			outs := s.Outputs()
+			index := map[string]int{}
+			for i, o := range outs {
+				index[o] = i
+				b.Outputs = append(b.Outputs, a.output(o))
+			}
+			r := &pipeline.Route{Header: s.Route.Header, To: map[string]int{}, Default: -1}
+			for v, ch := range s.Route.Routes {
+				r.To[v] = index[ch]
+			}
+			if s.Route.Default != "" {
+				r.Default = index[s.Route.Default]
+			}
+			b.Route = r
+		}
+		spec.Bolts = append(spec.Bolts, b)
+	case config.KindSink:
+		spec.Sinks = append(spec.Sinks, pipeline.SinkSpec{
+			Name: s.Name, Input: pipeline.Input{Name: s.Input, Channel: a.channels[s.Input]},
+			DeadLetter: a.channels[DeadLetterName(s.Name)], New: a.sinkFactory(s),
+		})
+	}
 }
 
 // stateful says whether a bolt's state is kept by the runner: WASM bolts
@@ -186,6 +238,7 @@ func OpenDeadLetter(dataDir, stage string, log *slog.Logger) (channel.Channel, e
 	return ch, nil
 }
 
+// output is the pipeline output for channel name. The caller holds a.mu.
 func (a *Agent) output(name string) pipeline.Output {
 	g := pipeline.Shuffle
 	if a.cfg.Channels[name].Grouping == "key" {
@@ -194,26 +247,26 @@ func (a *Agent) output(name string) pipeline.Output {
 	return pipeline.Output{Name: name, Channel: a.channels[name], Grouping: g}
 }
 
-func (a *Agent) pluginConfig(s *config.Stage, state pipeline.StateStore) wasmhost.PluginConfig {
+func (a *Agent) pluginConfig(s *config.Stage, mod module, state pipeline.StateStore) wasmhost.PluginConfig {
 	cfg, _ := s.Plugin.(map[string]any)
 	return wasmhost.PluginConfig{
-		Name: s.Name, Kind: wasmhost.Kind(s.Kind), Path: s.Wasm, SHA256: s.SHA256, Config: cfg,
+		Name: s.Name, Kind: wasmhost.Kind(s.Kind), Wasm: mod.wasm, SHA256: s.SHA256, Config: cfg,
 		Capabilities: s.Capabilities, HTTPHosts: s.HTTPHosts, MaxMemoryBytes: uint64(s.MaxMemory.Or(0)),
 		CallTimeout: s.CallTimeout.Or(0), Instances: 1, MaxRetries: s.MaxRetries, Trusted: s.Trusted,
 		State: state, Logger: a.log.With("plugin", s.Name),
 	}
 }
 
-// probe loads a WASM module once and closes it, so that a wrong path, pin,
-// ABI or grant fails Build with the plugin's own error.
-func (a *Agent) probe(ctx context.Context, s *config.Stage) error {
+// probe loads a WASM module once and closes it, so that a wrong pin, ABI
+// or grant fails Build (or Reload) with the plugin's own error.
+func (a *Agent) probe(ctx context.Context, s *config.Stage, mod module) error {
 	var st pipeline.StateStore
 	if slices.Contains(s.Capabilities, wasmhost.CapState) {
 		st = probeState{}
 	}
-	p, err := a.rt.Load(ctx, a.pluginConfig(s, st))
+	p, err := a.rt.Load(ctx, a.pluginConfig(s, mod, st))
 	if err != nil {
-		return fmt.Errorf("%ss.%s: %w", s.Kind, s.Name, err)
+		return fmt.Errorf("%ss.%s (%s): %w", s.Kind, s.Name, s.Wasm, err)
 	}
 	return p.Close(ctx)
 }
@@ -226,60 +279,77 @@ func (probeState) Put(_, _ []byte)                           {}
 func (probeState) Delete([]byte)                             {}
 func (probeState) Scan([]byte, func(key, value []byte) bool) {}
 
-func (a *Agent) env(s *config.Stage, partition int) registry.Env {
-	parts := 1
-	if s.Input != "" {
-		parts = a.channels[s.Input].Partitions()
-	}
-	return registry.Env{Name: s.Name, DataDir: filepath.Join(a.cfg.Agent.DataDir, "stages", s.Name),
-		AgentDataDir: a.cfg.Agent.DataDir, Partition: partition, Partitions: parts, Logger: a.log.With("stage", s.Name)}
+// env is what a built-in plugin instance of s gets. parts is the number of
+// partitions of s's input (1 for sources).
+func (a *Agent) env(s *config.Stage, dataDir string, parts, partition int) registry.Env {
+	return registry.Env{Name: s.Name, DataDir: filepath.Join(dataDir, "stages", s.Name),
+		AgentDataDir: dataDir, Partition: partition, Partitions: parts, Logger: a.log.With("stage", s.Name)}
 }
 
-func (a *Agent) sourceFactory(s *config.Stage, reg *registry.Registry) func(context.Context) (pipeline.Source, error) {
+// inputParts is the number of partitions of s's input (1 without one).
+// The caller holds a.mu.
+func (a *Agent) inputParts(s *config.Stage) int {
+	if s.Input == "" {
+		return 1
+	}
+	return a.channels[s.Input].Partitions()
+}
+
+// The factories below capture everything they need when the stage spec is
+// built (under a.mu), so that instances started later never read fields a
+// reload replaces.
+
+func (a *Agent) sourceFactory(s *config.Stage) func(context.Context) (pipeline.Source, error) {
 	if s.Wasm != "" {
+		pc := a.pluginConfig(s, a.modules[s.Name], nil)
 		return func(ctx context.Context) (pipeline.Source, error) {
-			p, err := a.rt.Load(ctx, a.pluginConfig(s, nil))
+			p, err := a.rt.Load(ctx, pc)
 			if err != nil {
 				return nil, err
 			}
 			return p.Source(), nil
 		}
 	}
-	p, _ := reg.Lookup(config.KindSource, s.Type)
-	return func(context.Context) (pipeline.Source, error) { return p.NewSource(s.Plugin, a.env(s, 0)) }
+	p, _ := a.reg.Lookup(config.KindSource, s.Type)
+	env := a.env(s, a.cfg.Agent.DataDir, 1, 0)
+	return func(context.Context) (pipeline.Source, error) { return p.NewSource(s.Plugin, env) }
 }
 
-func (a *Agent) boltFactory(s *config.Stage, reg *registry.Registry) func(context.Context, int, pipeline.StateStore) (pipeline.Bolt, error) {
+func (a *Agent) boltFactory(s *config.Stage) func(context.Context, int, pipeline.StateStore) (pipeline.Bolt, error) {
 	if s.Wasm != "" {
+		mod := a.modules[s.Name]
 		return func(ctx context.Context, _ int, st pipeline.StateStore) (pipeline.Bolt, error) {
-			p, err := a.rt.Load(ctx, a.pluginConfig(s, st))
+			p, err := a.rt.Load(ctx, a.pluginConfig(s, mod, st))
 			if err != nil {
 				return nil, err
 			}
 			return p.Bolt(), nil
 		}
 	}
-	p, _ := reg.Lookup(config.KindBolt, s.Type)
+	p, _ := a.reg.Lookup(config.KindBolt, s.Type)
+	data, parts := a.cfg.Agent.DataDir, a.inputParts(s)
 	return func(_ context.Context, i int, st pipeline.StateStore) (pipeline.Bolt, error) {
-		env := a.env(s, i)
+		env := a.env(s, data, parts, i)
 		env.State = st
 		return p.NewBolt(s.Plugin, env)
 	}
 }
 
-func (a *Agent) sinkFactory(s *config.Stage, reg *registry.Registry) func(context.Context, int) (pipeline.Sink, error) {
+func (a *Agent) sinkFactory(s *config.Stage) func(context.Context, int) (pipeline.Sink, error) {
 	if s.Wasm != "" {
+		pc := a.pluginConfig(s, a.modules[s.Name], nil)
 		return func(ctx context.Context, _ int) (pipeline.Sink, error) {
-			p, err := a.rt.Load(ctx, a.pluginConfig(s, nil))
+			p, err := a.rt.Load(ctx, pc)
 			if err != nil {
 				return nil, err
 			}
 			return p.Sink(), nil
 		}
 	}
-	p, _ := reg.Lookup(config.KindSink, s.Type)
+	p, _ := a.reg.Lookup(config.KindSink, s.Type)
+	data, parts := a.cfg.Agent.DataDir, a.inputParts(s)
 	return func(_ context.Context, part int) (pipeline.Sink, error) {
-		sink, err := p.NewSink(s.Plugin, a.env(s, part))
+		sink, err := p.NewSink(s.Plugin, a.env(s, data, parts, part))
 		if err == nil {
 			a.mu.Lock()
 			a.sinks[s.Name] = append(a.sinks[s.Name], sink)
@@ -291,10 +361,11 @@ func (a *Agent) sinkFactory(s *config.Stage, reg *registry.Registry) func(contex
 
 // Sinks returns the built-in sink instances of stage name built so far,
 // newest last (a restarted instance adds a new one), for read APIs such as
-// the result store's.
+// the result store's. A reload that restarts or removes the stage forgets
+// its old instances.
 func (a *Agent) Sinks(name string) []pipeline.Sink {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	return append([]pipeline.Sink(nil), a.sinks[name]...)
 }
 
@@ -305,8 +376,11 @@ func (a *Agent) Start(ctx context.Context) error { return a.pipe.Start(ctx) }
 func (a *Agent) Done() <-chan struct{} { return a.pipe.Done() }
 
 // Stop drains the pipeline within ctx, then closes channels and the
-// runtime. Safe without Start and safe twice.
+// runtime. Safe without Start and safe twice; a Reload in progress finishes
+// first.
 func (a *Agent) Stop(ctx context.Context) error {
+	a.lifeMu.Lock()
+	defer a.lifeMu.Unlock()
 	if a.stopped {
 		return nil
 	}
@@ -316,6 +390,8 @@ func (a *Agent) Stop(ctx context.Context) error {
 }
 
 func (a *Agent) closeAll() error {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	var err error
 	for _, ch := range a.channels {
 		err = errors.Join(err, ch.Close())
@@ -329,17 +405,29 @@ func (a *Agent) closeAll() error {
 // Stats returns the pipeline's stage counters.
 func (a *Agent) Stats() []pipeline.StageStats { return a.pipe.Stats() }
 
+// Config returns the config now running (the last one Build or a
+// successful Reload was given).
+func (a *Agent) Config() *config.File {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.cfg
+}
+
 // Channel returns an open channel of the topology by name: a [channels.NAME]
 // of the config or a dead-letter channel "dlq.STAGE". It stays valid until
-// Stop. Readers registered on it hold back retention: remove them when done
-// (channel.RemoveReader).
+// Stop, or until a reload removes it. Readers registered on it hold back
+// retention: remove them when done (channel.RemoveReader).
 func (a *Agent) Channel(name string) (channel.Channel, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	ch, ok := a.channels[name]
 	return ch, ok
 }
 
 // ChannelStats returns each channel's counters (config channels only).
 func (a *Agent) ChannelStats() map[string]channel.Stats {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	out := map[string]channel.Stats{}
 	for name := range a.cfg.Channels {
 		out[name] = a.channels[name].Stats()
