@@ -137,6 +137,11 @@ func StartClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if err := c.oc.SetAgentDescription(c.description(uid)); err != nil {
 		return nil, err
 	}
+	// Health must be set before the capability that reports it.
+	c.health = c.computeHealth()
+	if err := c.oc.SetHealth(c.health); err != nil {
+		return nil, err
+	}
 	caps := protobufs.AgentCapabilities_AgentCapabilities_ReportsStatus |
 		protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
@@ -145,18 +150,16 @@ func StartClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		protobufs.AgentCapabilities_AgentCapabilities_AcceptsPackages |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsPackageStatuses |
 		protobufs.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
-	if err := c.oc.SetCapabilities(&caps); err != nil {
-		return nil, err
-	}
-	c.health = c.computeHealth()
-	if err := c.oc.SetHealth(c.health); err != nil {
-		return nil, err
-	}
 	var failedOnce sync.Once
 	settings := types.StartSettings{
 		OpAMPServerURL:        o.Endpoint,
 		InstanceUid:           uid,
 		PackagesStateProvider: store,
+		// Through the deprecated field, not SetCapabilities: before Start
+		// SetCapabilities refuses the package capabilities (the state
+		// provider is only given to Start), and adding them after Start
+		// would make the client ignore a server's first package offer.
+		Capabilities: caps,
 		Callbacks: types.Callbacks{
 			OnConnect: func(context.Context) { c.log.Info("opamp: connected", "endpoint", o.Endpoint) },
 			OnConnectFailed: func(_ context.Context, err error) {
@@ -493,5 +496,9 @@ func (a slogAdapter) Debugf(_ context.Context, format string, v ...any) {
 }
 
 func (a slogAdapter) Errorf(_ context.Context, format string, v ...any) {
-	a.l.Warn("opamp: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "settings.Capabilities is deprecated") {
+		return // our choice, explained in StartClient
+	}
+	a.l.Warn("opamp: " + msg)
 }

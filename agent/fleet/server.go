@@ -39,7 +39,7 @@ type ServerOptions struct {
 	Addr   string
 	Logger *slog.Logger
 	// ScanEvery is how often Dir is re-read (default 1s). A change is
-	// offered to every connected agent at once.
+	// offered to every connected agent once two scans in a row see it.
 	ScanEvery time.Duration
 }
 
@@ -165,6 +165,7 @@ func (s *Server) scanLoop(ctx context.Context) {
 	defer close(s.done)
 	t := time.NewTicker(s.opts.ScanEvery)
 	defer t.Stop()
+	var last *catalog.Snapshot
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,8 +177,13 @@ func (s *Server) scanLoop(ctx context.Context) {
 			s.log.Warn("fleet: scanning", "dir", s.opts.Dir, "err", err)
 			continue
 		}
+		// A change is offered once two scans in a row agree, so a file
+		// caught half-written (an editor or `cat >` truncates first) is
+		// never pushed to the fleet.
+		stable := snap.Equal(last)
+		last = snap
 		s.mu.Lock()
-		if snap.Equal(s.snap) {
+		if !stable || snap.Equal(s.snap) {
 			s.mu.Unlock()
 			continue
 		}
