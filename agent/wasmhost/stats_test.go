@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // liveMemory sums the memory sizes of p's idle instances, as wazero sees
@@ -139,4 +140,33 @@ func TestStatsDuringCalls(t *testing.T) {
 	if s.Counters["calls"] < 150 {
 		t.Fatalf("calls %d, want at least 150", s.Counters["calls"])
 	}
+}
+
+// BenchmarkStatsCost is what Stats costs the call path: the guest-time
+// accounting (two clock reads and an atomic add per guest call) measured
+// on its own, as a ratio to a whole no-op bolt call on the benchmark batch
+// measured in the same run. Memory is accounted only when a guest grows
+// its memory, and counters were already atomics, so this is all of it.
+func BenchmarkStatsCost(b *testing.B) {
+	r, _ := newTestRuntime(b)
+	p := benchPlugin(b, r, "noop.c", false)
+	batch := benchBatch()
+	var call, account time.Duration
+	for b.Loop() {
+		start := time.Now()
+		res, err := p.Process(b.Context(), batch)
+		call += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Release()
+		start = time.Now()
+		for range 100 {
+			p.totals.addGuestTime(time.Now())
+		}
+		account += time.Since(start) / 100
+	}
+	b.ReportMetric(float64(account.Nanoseconds())/float64(b.N), "accounting-ns/call")
+	b.ReportMetric(float64(call.Nanoseconds())/float64(b.N), "call-ns")
+	b.ReportMetric(float64(account)/float64(call), "accounting/call")
 }

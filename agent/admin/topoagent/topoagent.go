@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/channel"
@@ -18,14 +17,9 @@ import (
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/agent/topology"
+	"github.com/sluicehq/sluice/agent/wasmhost"
 	"github.com/sluicehq/sluice/plugins/store"
 )
-
-// DefaultFailedFor is how long a stage counts as failed after it last
-// restarted after an error. The pipeline restarts a failed stage with a
-// backoff of at most 30s by default, so a stage that keeps failing stays
-// failed, and one that recovered turns green again.
-const DefaultFailedFor = 45 * time.Second
 
 // Options are the parts of the agent the topology does not expose.
 type Options struct {
@@ -40,10 +34,6 @@ type Options struct {
 	// sink named ResultsStage, or the config's first store sink when "".
 	Results      admin.ResultsReader
 	ResultsStage string
-	// FailedFor overrides DefaultFailedFor.
-	FailedFor time.Duration
-	// Now is the clock (tests); nil means time.Now.
-	Now func() time.Time
 }
 
 // Agent implements admin.Agent for a topology.Agent. Its state starts as
@@ -57,25 +47,12 @@ type Agent struct {
 	cfg       *config.File
 	state     admin.State
 	reloadErr string
-	restarts  map[string]restartMark // by stage name
-	slots     chan int               // tap reader slots, see TapReaderName
-}
-
-type restartMark struct {
-	count uint64
-	at    time.Time
+	slots     chan int // tap reader slots, see TapReaderName
 }
 
 // New returns an adapter for t, built from cfg.
 func New(t *topology.Agent, cfg *config.File, opts Options) *Agent {
-	if opts.FailedFor <= 0 {
-		opts.FailedFor = DefaultFailedFor
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	a := &Agent{opts: opts, topo: t, cfg: cfg, state: admin.StateStarting, restarts: map[string]restartMark{},
-		slots: make(chan int, TapSlots)}
+	a := &Agent{opts: opts, topo: t, cfg: cfg, state: admin.StateStarting, slots: make(chan int, TapSlots)}
 	for i := range TapSlots {
 		a.slots <- i
 	}
@@ -111,7 +88,6 @@ func (a *Agent) SetState(s admin.State) {
 func (a *Agent) Swap(t *topology.Agent, cfg *config.File) {
 	a.mu.Lock()
 	a.topo, a.cfg = t, cfg
-	a.restarts = map[string]restartMark{}
 	a.mu.Unlock()
 }
 
@@ -166,27 +142,28 @@ func TopologyOf(cfg *config.File) admin.Topology {
 	return t
 }
 
-// Status implements admin.Agent.
+// Status implements admin.Agent. A stage is failed while the pipeline
+// reports it failing (an instance's last run ended in an error and it is
+// backing off, or a sink retries a failed write) and the agent is running;
+// otherwise it shares the agent's state.
 func (a *Agent) Status() admin.Status {
-	t, _ := a.current()
+	t, cfg := a.current()
 	var stages []pipeline.StageStats
 	var chans map[string]channel.Stats
+	var plugins []wasmhost.PluginStats
 	if t != nil {
-		stages, chans = t.Stats(), t.ChannelStats()
+		stages, chans, plugins = t.Stats(), t.ChannelStats(), t.PluginStats()
 	}
-	now := a.opts.Now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	st := admin.Status{State: a.state, ReloadError: a.reloadErr, Components: []admin.ComponentStatus{}, Channels: []admin.ChannelStatus{}}
+	state, reloadErr := a.state, a.reloadErr
+	a.mu.Unlock()
+	st := admin.Status{State: state, ReloadError: reloadErr, Components: []admin.ComponentStatus{}, Channels: []admin.ChannelStatus{}}
 	for _, s := range stages {
-		c := admin.ComponentStatus{Name: s.Name, Kind: s.Kind, State: a.state, LastError: s.LastError, Restarts: s.Restarts,
-			EventsIn: s.EventsIn, EventsOut: s.EventsOut, DeadLettered: s.Rejected}
-		mark, seen := a.restarts[s.Name]
-		if !seen || mark.count != s.Restarts {
-			mark = restartMark{count: s.Restarts, at: now}
-			a.restarts[s.Name] = mark
-		}
-		if a.state == admin.StateRunning && s.Restarts > 0 && now.Sub(mark.at) < a.opts.FailedFor {
+		c := admin.ComponentStatus{Name: s.Name, Kind: s.Kind, State: state, LastError: s.LastError, Restarts: s.Restarts,
+			EventsIn: s.EventsIn, EventsOut: s.EventsOut, DeadLettered: s.Rejected, BytesIn: s.BytesIn, BytesOut: s.BytesOut,
+			BatchLatency: admin.Histogram{Bounds: s.BatchLatency.Bounds, Cumulative: s.BatchLatency.Cumulative,
+				Count: s.BatchLatency.Count, Sum: s.BatchLatency.Sum}}
+		if state == admin.StateRunning && s.Failing {
 			c.State = admin.StateFailed
 		}
 		st.Components = append(st.Components, c)
@@ -195,6 +172,19 @@ func (a *Agent) Status() admin.Status {
 		cs := chans[name]
 		st.Channels = append(st.Channels, admin.ChannelStatus{Name: name, DepthEvents: cs.DepthEvents, DepthBytes: cs.DepthBytes,
 			DiskBytes: cs.DiskBytes, Appends: cs.Appends, LowDisk: cs.LowDisk})
+	}
+	current := map[string]bool{}
+	if cfg != nil {
+		for _, s := range cfg.Stages() {
+			current[s.Name] = true
+		}
+	}
+	for _, p := range plugins {
+		if !current[p.Name] {
+			continue // a stage a reload removed
+		}
+		st.Plugins = append(st.Plugins, admin.PluginStatus{Component: p.Name, MemoryBytes: p.MemoryBytes,
+			GuestTime: p.GuestTime, Counters: p.Counters})
 	}
 	return st
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/admin/topoagent"
@@ -198,7 +197,7 @@ func TestTopologyOf(t *testing.T) {
 // TestStateWithoutTopology checks the adapter before a topology exists:
 // lifecycle state, reload error, and the features that need wiring.
 func TestStateWithoutTopology(t *testing.T) {
-	a := topoagent.New(nil, nil, topoagent.Options{Now: func() time.Time { return time.Unix(0, 0) }})
+	a := topoagent.New(nil, nil, topoagent.Options{})
 	if st := a.Status(); st.State != admin.StateStarting || len(st.Components) != 0 {
 		t.Errorf("new agent status %+v", st)
 	}
