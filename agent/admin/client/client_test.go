@@ -70,10 +70,12 @@ func TestRenderStatus(t *testing.T) {
 	st := &admin.StatusView{
 		Status: admin.Status{State: admin.StateRunning, ReloadError: "bad toml",
 			Components: []admin.ComponentStatus{
-				{Name: "tail", Kind: "source", State: admin.StateRunning, EventsOut: 1000},
+				{Name: "tail", Kind: "source", State: admin.StateRunning, EventsOut: 1000,
+					BatchLatency: admin.Histogram{Count: 4, Sum: 0.01}},
 				{Name: "parse", Kind: "bolt", State: admin.StateFailed, LastError: "trap", EventsIn: 900, EventsOut: 890, DeadLettered: 10, Restarts: 2},
 			},
 			Channels: []admin.ChannelStatus{{Name: "raw", DepthEvents: 100, DepthBytes: 2000, DiskBytes: 4096, Appends: 3, LowDisk: true}},
+			Plugins:  []admin.PluginStatus{{Component: "parse", MemoryBytes: 131072, GuestTime: 1500 * time.Millisecond}},
 		},
 		Time:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
 		Rates: map[string]admin.Rate{"source/tail": {Out: 250}},
@@ -86,12 +88,15 @@ func TestRenderStatus(t *testing.T) {
 	lines := strings.Split(out, "\n")
 	for i, want := range []string{
 		"agent running at 12:00:00 (last reload rejected: bad toml)",
-		"COMPONENT KIND STATE IN/s OUT/s IN OUT DEAD-LETTERED RESTARTS",
-		"tail source running 0.0 250.0 0 1000 0 0",
-		"parse bolt failed - - 900 890 10 2",
+		"COMPONENT KIND STATE IN/s OUT/s IN OUT DEAD-LETTERED RESTARTS BATCH ms",
+		"tail source running 0.0 250.0 0 1000 0 0 2.50",
+		"parse bolt failed - - 900 890 10 2 -",
 		"",
 		"CHANNEL DEPTH DEPTH BYTES DISK BYTES APPENDS",
 		"raw 100 2000 4096 3 LOW DISK",
+		"",
+		"WASM PLUGIN MEMORY GUEST s",
+		"parse 131072 1.500",
 		"failing: parse: trap",
 	} {
 		if i >= len(lines) || strings.Join(strings.Fields(lines[i]), " ") != want {

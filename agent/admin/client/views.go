@@ -61,14 +61,18 @@ func RenderStatus(w io.Writer, st *admin.StatusView) error {
 	}
 	fmt.Fprintln(w, head)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMPONENT\tKIND\tSTATE\tIN/s\tOUT/s\tIN\tOUT\tDEAD-LETTERED\tRESTARTS")
+	fmt.Fprintln(tw, "COMPONENT\tKIND\tSTATE\tIN/s\tOUT/s\tIN\tOUT\tDEAD-LETTERED\tRESTARTS\tBATCH ms")
 	var errs []string
 	for _, c := range st.Components {
 		in, out := "-", "-"
 		if r, ok := st.Rates[admin.NodeID(c.Kind, c.Name)]; ok {
 			in, out = fmt.Sprintf("%.1f", r.In), fmt.Sprintf("%.1f", r.Out)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", c.Name, c.Kind, c.State, in, out, c.EventsIn, c.EventsOut, c.DeadLettered, c.Restarts)
+		batch := "-" // mean time per batch since the start
+		if h := c.BatchLatency; h.Count > 0 {
+			batch = fmt.Sprintf("%.2f", 1000*h.Sum/float64(h.Count))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", c.Name, c.Kind, c.State, in, out, c.EventsIn, c.EventsOut, c.DeadLettered, c.Restarts, batch)
 		if c.State == admin.StateFailed && c.LastError != "" {
 			errs = append(errs, fmt.Sprintf("%s: %s", c.Name, c.LastError))
 		}
@@ -88,6 +92,17 @@ func RenderStatus(w io.Writer, st *admin.StatusView) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(st.Plugins) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "WASM PLUGIN\tMEMORY\tGUEST s")
+		for _, p := range st.Plugins {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\n", p.Component, p.MemoryBytes, p.GuestTime.Seconds())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(errs) > 0 {
 		_, err := fmt.Fprintf(w, "failing: %s\n", strings.Join(errs, "; "))
