@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/admin/topoagent"
 	"github.com/sluicehq/sluice/agent/config"
+	"github.com/sluicehq/sluice/agent/pipeline"
 	"github.com/sluicehq/sluice/agent/registry"
 	"github.com/sluicehq/sluice/agent/topology"
 	"github.com/sluicehq/sluice/agent/wasmhost/wasmbuild"
@@ -201,4 +202,105 @@ func value(m *dto.Metric) float64 {
 		return m.Gauge.GetValue()
 	}
 	return -1
+}
+
+// TestFailedFollowsFailing: a sink that cannot open its file is failed
+// (and /healthz 503 names it) while the pipeline reports it failing, and
+// running again (200) as soon as it has written, with no grace period.
+func TestFailedFollowsFailing(t *testing.T) {
+	// Well under the 45 s grace the adapter used to give a restarted stage.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "blocker")
+	if err := os.WriteFile(blocker, []byte("a file where the sink wants a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.log"), []byte("one\ntwo\nthree\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const cfgText = `
+[agent]
+data_dir = "%[1]s/data"
+[channels.lines]
+[sources.in]
+type = "tail"
+output = "lines"
+[sources.in.config]
+paths = ["%[1]s/in.log"]
+start_at = "beginning"
+poll_interval = "20ms"
+[sinks.out]
+type = "file"
+input = "lines"
+[sinks.out.config]
+path = "%[1]s/blocker/out.log"
+`
+	cfg, err := config.Parse("broken.toml", fmt.Appendf(nil, cfgText, dir), registry.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A short maximum backoff, so that the fixed sink restarts soon.
+	topo, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Pipeline: pipeline.Spec{MaxBackoff: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Stop(context.Background()) })
+	adapter := topoagent.New(topo, cfg, topoagent.Options{})
+	srv, err := admin.New(adapter, admin.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	base := "http://" + srv.Addr()
+	if err := topo.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	adapter.SetState(admin.StateRunning)
+
+	stateOf := func(name string) admin.State {
+		for _, c := range adapter.Status().Components {
+			if c.Name == name {
+				return c.State
+			}
+		}
+		return ""
+	}
+	waitUntil(t, ctx, "the sink is failed", func() bool { return stateOf("out") == admin.StateFailed })
+	if code, reasons := health(t, base); code != http.StatusServiceUnavailable || !strings.HasPrefix(reasons, "sink out failed: ") {
+		t.Fatalf("healthz with the sink failing: %d %q", code, reasons)
+	}
+	if s := stateOf("in"); s != admin.StateRunning {
+		t.Fatalf("source state %s while only the sink fails", s)
+	}
+
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(blocker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "the sink runs again", func() bool { return stateOf("out") == admin.StateRunning })
+	if code, reasons := health(t, base); code != http.StatusOK {
+		t.Fatalf("healthz after the sink recovered: %d %q", code, reasons)
+	}
+	if b, err := os.ReadFile(filepath.Join(blocker, "out.log")); err != nil || strings.Count(string(b), "\n") != 3 {
+		t.Fatalf("sink output %q, %v; want the 3 lines", b, err)
+	}
+}
+
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting until %s", what)
+		case <-tick.C:
+		}
+	}
 }
