@@ -442,3 +442,14 @@ func FuzzDecodePosition(f *testing.F) {
 		}
 	})
 }
+
+// The sink writes a frame as pieces (writev); they must be the frame.
+func TestBatchFramePartsAreOneFrame(t *testing.T) {
+	batch := batchOf("a", "b")
+	head, trail := batchFrameParts(nil, "id/s", 42, batch)
+	got := string(head) + string(batch) + string(trail)
+	want := string(appendFrame(nil, frameBatch, append(appendFenceHead(nil, "id/s", 42), batch...)))
+	if got != want {
+		t.Fatalf("parts %x\nframe %x", got, want)
+	}
+}

@@ -62,6 +62,19 @@ func appendFrame(dst []byte, typ byte, payload []byte) []byte {
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start+4:], castagnoli))
 }
 
+// frameParts returns a batch frame as the pieces that go on the wire
+// (header + fence head, the batch itself, CRC), so a sender can write them
+// with one writev and without copying the batch. hdr is reused.
+func batchFrameParts(hdr []byte, sender string, offset uint64, batch []byte) (head, trail []byte) {
+	fh := appendFenceHead(nil, sender, offset)
+	hdr = append(hdr[:0], frameMagic[:]...)
+	hdr = append(hdr, protocolVersion, frameBatch)
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(fh)+len(batch)))
+	hdr = append(hdr, fh...)
+	crc := crc32.Update(crc32.Checksum(hdr[4:], castagnoli), castagnoli, batch)
+	return hdr, binary.LittleEndian.AppendUint32(nil, crc)
+}
+
 // readFrame reads one frame of at most maxPayload payload bytes. io.EOF
 // means the peer closed cleanly between frames.
 func readFrame(r *bufio.Reader, maxPayload int, buf []byte) (frame, []byte, error) {

@@ -135,8 +135,9 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 		return nil, err
 	}
 	sender := s.SenderID(fence.Stream)
-	head := appendFenceHead(nil, sender, fence.Offset)
-	s.buf = appendFrame(s.buf[:0], frameBatch, append(head, batch...))
+	head, trail := batchFrameParts(s.buf, sender, fence.Offset, batch)
+	s.buf = head
+	size := int64(len(head) + len(batch) + len(trail))
 	deadline := time.Now().Add(s.cfg.AckTimeout.D)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -144,10 +145,11 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	s.conn.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(time.Now()) })
 	defer stop()
-	if n, err := s.conn.Write(s.buf); err != nil {
+	bufs := net.Buffers{head, batch, trail}
+	if n, err := bufs.WriteTo(s.conn); err != nil {
 		s.hangUp()
 		err = fmt.Errorf("forward sink: send to %s: %w", s.cfg.Address, err)
-		if n < len(s.buf) {
+		if n < size {
 			// The frame is incomplete on the wire; the receiver drops it.
 			return nil, &NotDeliveredError{err}
 		}

@@ -50,11 +50,14 @@ type Source struct {
 	durable  map[string]uint64 // per sender: last offset known durable
 	durableC chan struct{}     // closed and replaced whenever durable grows
 	inflight []*received       // returned by Read, not yet acknowledged
+	lastRead *received         // its events stay valid until the next Read
+	bufs     sync.Pool         // *[]byte frame buffers, reused once a batch is stored
 	conns    map[*peer]struct{}
 }
 
 // received is one batch frame taken off a connection.
 type received struct {
+	buf    *[]byte // holds events; back to the pool after the next Read
 	from   *peer
 	sender string
 	offset uint64
@@ -183,7 +186,9 @@ func (s *Source) serve(p *peer) {
 	r := bufio.NewReaderSize(p.conn, 64<<10)
 	remote := p.conn.RemoteAddr().String()
 	for {
-		f, _, err := readFrame(r, int(s.cfg.MaxFrameBytes.Bytes), nil)
+		bp := s.getBuf()
+		f, buf, err := readFrame(r, int(s.cfg.MaxFrameBytes.Bytes), *bp)
+		*bp = buf
 		if err != nil {
 			if errors.Is(err, ErrBadFrame) {
 				s.refuse(p, remote, err)
@@ -199,11 +204,12 @@ func (s *Source) serve(p *peer) {
 			s.refuse(p, remote, err)
 			return
 		}
-		rb := &received{from: p, sender: sender, offset: offset, events: events, count: count}
+		rb := &received{buf: bp, from: p, sender: sender, offset: offset, events: events, count: count}
 		s.mu.Lock()
 		dup := offset <= s.handed[sender] && s.seen(sender)
 		s.mu.Unlock()
 		if dup {
+			s.bufs.Put(bp)
 			if !s.ackWhenDurable(rb) {
 				return
 			}
@@ -215,6 +221,13 @@ func (s *Source) serve(p *peer) {
 			return
 		}
 	}
+}
+
+func (s *Source) getBuf() *[]byte {
+	if bp, ok := s.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
 }
 
 func (s *Source) seen(sender string) bool { _, ok := s.handed[sender]; return ok }
@@ -250,6 +263,11 @@ func (s *Source) seenDurable(sender string) bool { _, ok := s.durable[sender]; r
 // channel record on both sides, so max is not applied to it) with the fence
 // table as its position.
 func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error) {
+	if s.lastRead != nil {
+		// The runner has appended the previous batch: its buffer is free.
+		s.bufs.Put(s.lastRead.buf)
+		s.lastRead = nil
+	}
 	for {
 		var rb *received
 		select {
@@ -270,6 +288,7 @@ func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error
 		}
 		s.handed[rb.sender] = rb.offset
 		s.inflight = append(s.inflight, rb)
+		s.lastRead = rb
 		pos := encodePosition(s.handed)
 		s.mu.Unlock()
 		return pipeline.SourceBatch{Events: rb.events, Position: pos}, nil
