@@ -22,10 +22,6 @@ import (
 	"github.com/sluicehq/sluice/plugins/redis"
 )
 
-// errReloadNotImplemented is what POST /api/reload answers (422) until
-// issue 6's reload exists.
-var errReloadNotImplemented = errors.New("reload is not implemented yet: restart the agent to apply a changed config")
-
 // fallbackAdminAddr is where the admin server listens when its address is
 // taken and falling back is allowed: any free loopback port.
 const fallbackAdminAddr = "127.0.0.1:0"
@@ -34,9 +30,10 @@ const fallbackAdminAddr = "127.0.0.1:0"
 // API off, starts its HTTP server. With fallback an address in use moves
 // the server to an ephemeral loopback port. The returned close stops the
 // server and releases what it holds; it is safe to call once the agent has
-// stopped. srv is nil when the admin API is off.
-func startAdmin(ctx context.Context, a *topology.Agent, cfg *config.File, log *slog.Logger, fallback bool) (adm *topoagent.Agent, srv *admin.Server, close func(), err error) {
-	opts := topoagent.Options{Reload: func(context.Context) error { return errReloadNotImplemented }}
+// stopped. srv is nil when the admin API is off. reload is what POST
+// /api/reload runs (reloader.ReloadFile).
+func startAdmin(ctx context.Context, a *topology.Agent, cfg *config.File, log *slog.Logger, fallback bool, reload func(context.Context) error) (adm *topoagent.Agent, srv *admin.Server, close func(), err error) {
+	opts := topoagent.Options{Reload: reload}
 	var rdb goredis.UniversalClient
 	if !hasSinkType(cfg, "store") {
 		if rdb = redisResultsClient(cfg); rdb != nil {

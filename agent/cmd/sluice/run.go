@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -62,24 +63,75 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
+const runAbout = `Run the topology in FILE until SIGINT or SIGTERM, then drain within
+agent.shutdown_timeout. A second signal stops at once (nothing is lost:
+the hop protocol redoes unfinished batches on the next start).
+
+The config is reloaded, validated first and applied as a diff, when FILE
+changes (also when it is replaced by rename), on SIGHUP, on POST
+/api/reload, and when the .wasm file of a running stage changes. A config
+that fails validation is rejected and the running one stays. Each good
+config is saved as DATA/last-good.toml.
+
+--resume starts from that last good config: with -c FILE only when FILE
+is not valid (FILE stays the file reloads read), without -c from the one
+in --data-dir DIR.`
+
 func cmdRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", "run -c FILE", "Run the topology in FILE until SIGINT or SIGTERM, then drain within\nagent.shutdown_timeout. A second signal stops at once (nothing is lost:\nthe hop protocol redoes unfinished batches on the next start).", stdout)
-	cfgPath := fs.String("c", "", "config `FILE` (required)")
+	fs := newFlags("run", "run -c FILE | run --resume [-c FILE] [--data-dir DIR]", runAbout, stdout)
+	cfgPath := fs.String("c", "", "config `FILE` (required without --resume)")
 	status := fs.Duration("status", 0, "print a status line every `interval` (0: never)")
+	resume := fs.Bool("resume", false, "fall back to the last good config saved in the data directory")
+	dataDir := fs.String("data-dir", "", "with --resume: the data `DIR` holding last-good.toml (default: FILE's agent.data_dir, else "+config.DefaultDataDir+")")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *cfgPath == "" {
-		return usageError{"run needs -c FILE"}
+	if *cfgPath == "" && !*resume {
+		return usageError{"run needs -c FILE (or --resume)"}
 	}
-	cfg, err := config.Load(*cfgPath, registry.Builtin())
-	if err != nil {
+	if *dataDir != "" && !*resume {
+		return usageError{"--data-dir goes with --resume"}
+	}
+	var (
+		cfg  *config.File
+		text []byte
+		err  error
+	)
+	if *cfgPath != "" {
+		if text, err = os.ReadFile(*cfgPath); err == nil {
+			cfg, err = config.Parse(*cfgPath, text, registry.Builtin())
+		}
+	}
+	watchPath := *cfgPath
+	if *resume && (*cfgPath == "" || err != nil) {
+		dir := *dataDir
+		if dir == "" && cfg != nil && cfg.Agent.DataDir != "" {
+			dir = cfg.Agent.DataDir
+		}
+		if dir == "" {
+			dir = config.DefaultDataDir
+		}
+		if *cfgPath != "" {
+			fmt.Fprintf(stderr, "%v\n%s is not valid: resuming from the last good config in %s\n", err, *cfgPath, dir)
+			if abs, aerr := filepath.Abs(*cfgPath); aerr == nil {
+				watchPath = abs // loadLastGood may change the working directory
+			}
+		}
+		var meta lastGood
+		cfg, text, meta, err = loadLastGood(dir)
+		if err != nil {
+			return exitError{exitUsage, err}
+		}
+		if *cfgPath == "" && fileExists(meta.Source) {
+			watchPath = meta.Source
+		}
+	} else if err != nil {
 		return exitError{exitUsage, err}
 	}
 	log := newLogger(cfg.Agent.LogLevel, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return runAgentFor(ctx, cfg, log, stdout, runOptions{Interval: *status})
+	return runAgentFor(ctx, cfg, log, stdout, runOptions{Interval: *status, ConfigPath: watchPath, ConfigText: text, Watch: true})
 }
 
 // runOptions tune runAgentFor.
@@ -98,6 +150,16 @@ type runOptions struct {
 	// OnRunning, when set, is called once the agent is running with the
 	// admin server's base URL ("" when the admin API is off).
 	OnRunning func(adminURL string)
+	// ConfigPath is the file reloads re-read (default cfg.Path) and
+	// ConfigText the bytes cfg was parsed from (default: read ConfigPath).
+	ConfigPath string
+	ConfigText []byte
+	// Watch reloads on SIGHUP and on changes to the config file and to
+	// running .wasm files (POST /api/reload works without it).
+	Watch bool
+	// OnReloader, when set, is called with the reloader once the agent
+	// runs (tests).
+	OnReloader func(*reloader)
 }
 
 // runAgentFor builds cfg, starts its admin server and runs it until ctx
@@ -108,7 +170,15 @@ func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout
 	if err != nil {
 		return err
 	}
-	adm, srv, closeAdmin, err := startAdmin(ctx, a, cfg, log, opts.AdminFallback || cfg.Agent.AdminAddrDefault)
+	path, text := opts.ConfigPath, opts.ConfigText
+	if path == "" {
+		path = cfg.Path
+	}
+	if text == nil && path != "" {
+		text, _ = os.ReadFile(path) // only what ApplyBytes-free reapply uses; the file was just parsed
+	}
+	rl := newReloader(path, cfg, text, a, log)
+	adm, srv, closeAdmin, err := startAdmin(ctx, a, cfg, log, opts.AdminFallback || cfg.Agent.AdminAddrDefault, rl.ReloadFile)
 	if err != nil {
 		a.Stop(context.Background())
 		return err
@@ -122,6 +192,18 @@ func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout
 		return err
 	}
 	adm.SetState(admin.StateRunning)
+	rl.setAdmin(adm)
+	if err := saveLastGood(cfg.Agent.DataDir, cfg.Path, text); err != nil {
+		log.Warn("saving the last good config", "err", err)
+	}
+	if opts.Watch {
+		if err := rl.watch(runCtx); err != nil {
+			log.Warn("reload: no file watcher; SIGHUP and POST /api/reload still reload", "err", err)
+		}
+	}
+	if opts.OnReloader != nil {
+		opts.OnReloader(rl)
+	}
 	log.Info("agent started", "config", cfg.Path, "data_dir", cfg.Agent.DataDir)
 	if opts.OnRunning != nil {
 		opts.OnRunning(adminURL(srv))
