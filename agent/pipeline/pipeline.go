@@ -203,7 +203,8 @@ type stage struct {
 	parallelism int
 	// sem holds one token per instance processing a batch; nil when every
 	// instance may process at once.
-	sem chan struct{}
+	sem     chan struct{}
+	waiting atomic.Int32 // instances with a batch, waiting for a token
 	// instances run concurrently; the stage is done when all return.
 	instances []func(ctx context.Context) error
 	failing   []atomic.Bool // per instance: last run failed, not yet recovered
@@ -503,6 +504,13 @@ func (st *stage) acquire(ctx context.Context) error {
 	if st.sem == nil {
 		return nil
 	}
+	select {
+	case st.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	st.waiting.Add(1)
+	defer st.waiting.Add(-1)
 	select {
 	case st.sem <- struct{}{}:
 		return nil

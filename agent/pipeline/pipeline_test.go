@@ -131,6 +131,8 @@ type collector struct {
 	failN  int // fail this many writes first
 	seenAt map[string]string
 	reused []string
+	// skipped counts batches at or below the fence (redeliveries).
+	skipped int
 }
 
 func newCollector() *collector { return &collector{fences: map[string]uint64{}} }
@@ -157,6 +159,7 @@ func (s *collectorSink) Write(_ context.Context, batch []byte, f Fence) ([]Rejec
 	}
 	c.seenAt[key] = string(batch)
 	if f.Offset <= c.fences[f.Stream] {
+		c.skipped++
 		return nil, nil
 	}
 	c.fences[f.Stream] = f.Offset
