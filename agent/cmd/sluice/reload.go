@@ -90,6 +90,8 @@ func (r *reloader) ReloadFile(ctx context.Context) error {
 	return r.reloadFile(ctx, "file")
 }
 
+// reloadFile is ReloadFile with the trigger named in the log line: "file"
+// (the watcher), "sighup" or "api".
 func (r *reloader) reloadFile(ctx context.Context, trigger string) error {
 	if r.path == "" {
 		return r.outcome(trigger, nil, errors.New("reload: this agent was started without a config file (run --resume without -c): restart it with -c FILE"))
