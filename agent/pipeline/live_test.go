@@ -610,8 +610,11 @@ func TestRemoveAtDeadlineCancelsHard(t *testing.T) {
 	<-stuck
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // deadline already passed: cancel at once
-	if err := p.Remove(ctx, "b"); err != nil {
-		t.Fatal(err)
+	if err := p.Remove(ctx, "b"); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "b did not halt") {
+		t.Fatalf("Remove past its deadline: %v; want the stage named and context.Canceled", err)
+	}
+	if _, ok := statsOf(p, "b"); ok {
+		t.Fatal("a stage cancelled at the deadline is still in the pipeline")
 	}
 	if err := p.Add(context.Background(), Spec{Bolts: []BoltSpec{{Name: "b", New: upper(), Input: Input{"raw", raw},
 		Outputs: []Output{{Name: "out", Channel: out}}}}}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -563,8 +564,9 @@ func (p *Pipeline) Add(ctx context.Context, spec Spec) error {
 // returns at once — and waits until every instance has returned and closed
 // its plugin. At ctx's deadline the instances still running are cancelled
 // hard, which the hop protocol makes safe (the cut batch is redone by the
-// next run under that name); Remove then still waits for them to return,
-// logs a warning, and counts the stage removed.
+// next run under that name); Remove then still waits for them to return
+// and returns an error wrapping ctx.Err() — the stages are removed all the
+// same.
 //
 // Readers, hop positions and state snapshots are kept, so a stage re-added
 // under the same name resumes exactly where it stopped. A stage removed for
@@ -602,6 +604,7 @@ func (p *Pipeline) Remove(ctx context.Context, names ...string) error {
 	}
 	p.mu.Unlock()
 
+	var cancelled []string
 	for _, st := range sts {
 		select {
 		case <-st.done:
@@ -609,11 +612,16 @@ func (p *Pipeline) Remove(ctx context.Context, names ...string) error {
 			p.log.Warn("stage did not halt before the deadline; cancelling it", "stage", st.name, "err", ctx.Err())
 			st.cancel()
 			<-st.done
+			cancelled = append(cancelled, st.name)
 		}
 	}
 	p.mu.Lock()
 	p.stages = slices.DeleteFunc(p.stages, func(st *stage) bool { return slices.Contains(sts, st) })
 	p.mu.Unlock()
+	if len(cancelled) > 0 {
+		return fmt.Errorf("pipeline: %s did not halt by the deadline and were cancelled (removed all the same; the cut batch is redone when re-added): %w",
+			strings.Join(cancelled, ", "), ctx.Err())
+	}
 	return nil
 }
 
