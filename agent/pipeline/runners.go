@@ -400,12 +400,12 @@ func (r *boltRunner) run(ctx context.Context) error {
 // the input offset of the last record in the group.
 func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker, in channel.Reader, rec channel.Record, nextTick time.Time, out, scratch *event.Builder) (uint64, error) {
 	s := r.spec
-	// With one output partition, records already waiting in the
-	// input are processed together and written as one record (one
-	// fsync): a stage whose appends wait on a slow disk then
-	// catches up in larger steps instead of falling behind. With
-	// several partitions each record stays its own batch, so that a
-	// batch redone after a crash is exactly the same (see above).
+	// With one output partition, records already waiting in the input are
+	// processed together and written as one record (one fsync): a stage
+	// whose appends wait on a slow disk then catches up in larger steps
+	// instead of falling behind. With several partitions each record stays
+	// its own batch, so that a batch redone after a crash is exactly the
+	// same (see run).
 	out.Reset()
 	var dead []event.Event
 	var origin string
@@ -751,9 +751,6 @@ func (r *sinkRunner) run(ctx context.Context) error {
 			return nil
 		}
 		if rec.Count > 0 {
-			c := r.st.c
-			c.in.Add(uint64(rec.Count))
-			c.bytesIn.Add(uint64(len(rec.Batch)))
 			began := time.Now()
 			rejects, err := r.write(ctx, sink, rec, stream)
 			if errors.Is(err, errHalted) {
@@ -762,7 +759,12 @@ func (r *sinkRunner) run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			// Counted once written, so that a batch a halt leaves for the
+			// next run is not counted twice.
+			c := r.st.c
 			c.latency.observe(time.Since(began))
+			c.in.Add(uint64(rec.Count))
+			c.bytesIn.Add(uint64(len(rec.Batch)))
 			c.bytesOut.Add(uint64(len(rec.Batch)))
 			r.st.progress(r.partition)
 			origin := s.Input.Name + "/" + strconv.Itoa(r.partition) + "@" + strconv.FormatUint(rec.Offset, 10)
