@@ -29,7 +29,7 @@ max_bytes = "256MiB"
 [sources.log]
 type = "tail"
 output = "raw"
-batch_size = 1024
+batch_size = 256
 [sources.log.config]
 paths = ["DIR/NAME/logs/lines.log"]
 poll_interval = "20ms"
@@ -49,14 +49,14 @@ name = "c0"
 type = "forward"
 [sinks.collectors.config.members.config]
 address = "ADDR0"
-ack_timeout = "20s"
+ack_timeout = "1s"
 
 [[sinks.collectors.config.members]]
 name = "c1"
 type = "forward"
 [sinks.collectors.config.members.config]
 address = "ADDR1"
-ack_timeout = "20s"
+ack_timeout = "1s"
 `
 
 // forwardCollectorConfig: forward source → [in] → file sink.
@@ -85,8 +85,10 @@ path = "DIR/NAME/out/lines.log"
 // TestForwardLoadBalanceKill9 runs three edge agents forwarding to two
 // collectors through a load_balance group, all as separate processes. The
 // edges tail logs that grow during the run; one collector is killed with
-// SIGKILL (alternating) several times and restarted at once. At the end every
-// line is in exactly one of the collectors' file sinks, once.
+// SIGKILL (alternating) several times and restarted at once, and every
+// second round an edge as well; before that, one collector is frozen for
+// longer than the edges' ack timeout, so that they send their batches again. At the end every line is in exactly one of
+// the collectors' file sinks, once.
 func TestForwardLoadBalanceKill9(t *testing.T) {
 	if os.Getenv("SLUICE_TEST_SHORT") != "" {
 		t.Skip("SLUICE_TEST_SHORT set: long end-to-end test skipped")
@@ -144,9 +146,11 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 	})
 	collectors := [2]*agentProcess{start(collectorCfg[0], "collector0"), start(collectorCfg[1], "collector1")}
 	var edgeProcs []*agentProcess
+	var edgeCfg []string
 	for e := 0; e < edges; e++ {
 		name := fmt.Sprintf("edge%d", e)
-		edgeProcs = append(edgeProcs, start(write(name, forwardEdgeConfig, "ADDR0", addrs[0], "ADDR1", addrs[1]), name))
+		edgeCfg = append(edgeCfg, write(name, forwardEdgeConfig, "ADDR0", addrs[0], "ADDR1", addrs[1]))
+		edgeProcs = append(edgeProcs, start(edgeCfg[e], name))
 	}
 
 	// The writers: each edge's log grows by 200 lines every 40ms (~12s).
@@ -180,19 +184,46 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 		}()
 	}
 
-	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
-	for k := 1; k <= kills; k++ {
-		i := k % 2
-		time.Sleep(time.Duration(300+rng.IntN(900)) * time.Millisecond) // a random moment mid-run
-		a := collectors[i]
+	kill := func(a *agentProcess, name string, k int) {
 		a.cmd.Process.Signal(syscall.SIGKILL)
 		<-a.done
 		a.cmd.Wait()
 		if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("collector%d exited before kill %d:\n%s", i, k, a.log)
+			t.Fatalf("%s exited before kill %d:\n%s", name, k, a.log)
 		}
-		t.Logf("kill %d: collector%d, %d of %d lines written, %d in the outputs", k, i, written.Load(), edges*linesPerEdge, len(readForwarded(t, dir)))
-		collectors[i] = start(collectorCfg[i], fmt.Sprintf("collector%d", i))
+	}
+	// Collectors are killed in turn. Every second round an edge is killed
+	// too: it restarts from its last committed channel position and sends
+	// batches the collectors already acknowledged again, which their fences
+	// must recognise.
+	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	// First a stall: collector0 frozen (SIGSTOP) for longer than the edges'
+	// ack_timeout. Batches sent to it are in doubt; the edges hang up and
+	// send them again to collector0 only (its kernel still accepts the
+	// connections). When it thaws it stores one copy of each and must
+	// acknowledge the others without storing them.
+	time.Sleep(500 * time.Millisecond) // let data flow first
+	collectors[0].cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(2500 * time.Millisecond) // the length of the stall
+	collectors[0].cmd.Process.Signal(syscall.SIGCONT)
+	t.Logf("stall: collector0 stopped for 2.5s, %d of %d lines written", written.Load(), edges*linesPerEdge)
+	edgeKills := 0
+	for k := 1; k <= kills; k++ {
+		i := k % 2
+		time.Sleep(time.Duration(300+rng.IntN(900)) * time.Millisecond) // a random moment mid-run
+		name := fmt.Sprintf("collector%d", i)
+		kill(collectors[i], name, k)
+		t.Logf("kill %d: %s, %d of %d lines written, %d in the outputs", k, name, written.Load(), edges*linesPerEdge, len(readForwarded(t, dir)))
+		collectors[i] = start(collectorCfg[i], name)
+		if k%2 == 0 {
+			e := (k/2 - 1) % edges
+			name := fmt.Sprintf("edge%d", e)
+			time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
+			kill(edgeProcs[e], name, k)
+			edgeKills++
+			t.Logf("kill %d: %s as well", k, name)
+			edgeProcs[e] = start(edgeCfg[e], name)
+		}
 	}
 	wg.Wait()
 	close(writeErr)
@@ -219,12 +250,19 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 		count[l.id]++
 		perCollector[l.collector]++
 	}
-	// How often an edge held a batch for the collector that had it in
-	// doubt (the path that keeps load_balance exactly-once).
+	// How often an edge's batch was in doubt on a killed collector and held
+	// for it (the path that keeps load_balance exactly-once).
 	inDoubt := 0
 	for e := 0; e < edges; e++ {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("edge%d.log", e)))
-		inDoubt += strings.Count(string(b), "retrying there only")
+		inDoubt += strings.Count(string(b), "(in doubt: retried on")
+	}
+	// How often a collector acknowledged a resend without storing it (the
+	// receiver's fence at work).
+	fenced := 0
+	for c := 0; c < 2; c++ {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("collector%d.log", c)))
+		fenced += strings.Count(string(b), "batch already stored (a resend)")
 	}
 	lost, dup := 0, 0
 	var examples []string
@@ -246,10 +284,13 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 			delete(count, id)
 		}
 	}
-	t.Logf("forward test: %d edge agents, 2 collectors (load_balance), %d lines, %d SIGKILLs of collectors (%d in-doubt retries): lost %d, duplicated %d, unexpected %d; collector0 %d lines, collector1 %d; all arrived after %v (%.0f lines/s end to end, including build and restarts)",
-		edges, total, kills, inDoubt, lost, dup, len(count), perCollector[0], perCollector[1], arrived.Round(time.Millisecond), float64(total)/arrived.Seconds())
+	t.Logf("forward test: %d edge agents, 2 collectors (load_balance), %d lines, %d SIGKILLs of collectors and %d of edges (%d batches in doubt, %d resends fenced by a collector): lost %d, duplicated %d, unexpected %d; collector0 %d lines, collector1 %d; all arrived after %v (%.0f lines/s end to end, including build and restarts)",
+		edges, total, kills, edgeKills, inDoubt, fenced, lost, dup, len(count), perCollector[0], perCollector[1], arrived.Round(time.Millisecond), float64(total)/arrived.Seconds())
 	if lost != 0 || dup != 0 || len(count) != 0 {
 		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), examples)
+	}
+	if fenced == 0 {
+		t.Errorf("no collector acknowledged a resend without storing it: the stall did not exercise the fence")
 	}
 	if perCollector[0] == 0 || perCollector[1] == 0 {
 		t.Errorf("load_balance sent nothing to one collector: %v", perCollector)

@@ -210,6 +210,8 @@ func (s *Source) serve(p *peer) {
 		s.mu.Unlock()
 		if dup {
 			s.bufs.Put(bp)
+			s.log.Info("forward source: batch already stored (a resend); acknowledging it without storing it again",
+				"sender", sender, "offset", offset, "remote", remote)
 			if !s.ackWhenDurable(rb) {
 				return
 			}
@@ -282,6 +284,8 @@ func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error
 			// The same batch came in on two connections (a sender that
 			// timed out and reconnected): the second one only needs its ack.
 			s.mu.Unlock()
+			s.log.Info("forward source: batch already stored (a resend); acknowledging it without storing it again",
+				"sender", rb.sender, "offset", rb.offset)
 			s.wg.Add(1)
 			go func() { defer s.wg.Done(); s.ackWhenDurable(rb) }()
 			continue
