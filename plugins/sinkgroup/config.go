@@ -144,6 +144,12 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if len(errs) == 0 {
+		// Every member is decoded: the catalogue is no longer needed, and
+		// dropping it keeps two equal configs deeply equal (a reload
+		// compares decoded configs to decide what to restart).
+		c.types = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -152,6 +158,9 @@ func (c *Config) decodeMember(m *Member) error {
 		return errors.New("type: is required (a sink type, e.g. \"forward\")")
 	}
 	if c.types == nil {
+		if m.decoded != nil {
+			return nil // decoded by an earlier Validate
+		}
 		return errors.New("type: no sink types available (the group was not built through the registry)")
 	}
 	cfg, ok := c.types.NewSinkConfig(m.Type)

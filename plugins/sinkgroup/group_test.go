@@ -3,6 +3,7 @@ package sinkgroup_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,38 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A reload restarts a stage only if its decoded config changed
+// (reflect.DeepEqual): two parses of the same group config must be equal.
+func TestSameConfigDecodesEqual(t *testing.T) {
+	text := `
+[channels.c]
+[sources.s]
+type = "tail"
+output = "c"
+config = { paths = ["/tmp/x.log"] }
+[sinks.out]
+type = "group"
+input = "c"
+[sinks.out.config]
+processor = "load_balance"
+[[sinks.out.config.members]]
+name = "a"
+type = "forward"
+config = { address = "c1:7070", ack_timeout = "5s" }
+`
+	a, err := config.Parse("a.toml", []byte(text), registry.Builtin())
+	must(t, err)
+	b, err := config.Parse("b.toml", []byte(text), registry.Builtin())
+	must(t, err)
+	if !reflect.DeepEqual(a.Sinks["out"].Plugin, b.Sinks["out"].Plugin) {
+		t.Errorf("two parses of one group config differ: %+v vs %+v", a.Sinks["out"].Plugin, b.Sinks["out"].Plugin)
+	}
+	c, err := config.Parse("c.toml", []byte(strings.Replace(text, `"5s"`, `"6s"`, 1)), registry.Builtin())
+	must(t, err)
+	if reflect.DeepEqual(a.Sinks["out"].Plugin, c.Sinks["out"].Plugin) {
+		t.Errorf("a changed member config compares equal")
 	}
 }
