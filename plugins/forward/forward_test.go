@@ -41,6 +41,9 @@ type receiver struct {
 	done   chan struct{}
 	// holdAcks, when set, is waited on between the append and the Ack.
 	holdAcks chan struct{}
+	// holdReads, when set, is waited on before the first Read: the
+	// runner's output channel is full.
+	holdReads chan struct{}
 }
 
 func newReceiver(t *testing.T, cfg SourceConfig) *receiver {
@@ -65,9 +68,16 @@ func (r *receiver) start() {
 	r.cfg.Listen = src.Addr().String() // restart on the same port
 	ctx, cancel := context.WithCancel(context.Background())
 	r.src, r.cancel, r.done = src, cancel, make(chan struct{})
-	hold := r.holdAcks
+	hold, holdReads := r.holdAcks, r.holdReads
 	go func() {
 		defer close(r.done)
+		if holdReads != nil {
+			select {
+			case <-holdReads:
+			case <-ctx.Done():
+				return
+			}
+		}
 		for {
 			sb, err := src.Read(ctx, 1024)
 			if err != nil {
@@ -179,6 +189,36 @@ func TestResendAfterLostAckIsStoredOnce(t *testing.T) {
 	}
 	if got := strings.Join(r.stored(), ","); got != "x,y" {
 		t.Errorf("stored %q, want x,y", got)
+	}
+}
+
+// Backpressure: while the receiver's runner is not reading (its channel is
+// full) nothing is acknowledged, so the sender times out and sends again,
+// twice, on new connections. Once the runner reads, the batch is stored once
+// and the copy still waiting is acknowledged.
+func TestFullReceiverWithholdsAcksAndStoresResendsOnce(t *testing.T) {
+	r := &receiver{t: t, cfg: testSourceConfig(), holdReads: make(chan struct{})}
+	r.start()
+	t.Cleanup(r.stop)
+	impatient := newTestSink(t, r.cfg.Listen, func(c *SinkConfig) { c.AckTimeout = units.Of(50 * time.Millisecond) })
+	fence := pipeline.Fence{Stream: "c/0", Offset: 3}
+	for i := 0; i < 2; i++ {
+		if _, err := impatient.Write(context.Background(), batchOf("z"), fence); err == nil || !strings.Contains(err.Error(), "in doubt") {
+			t.Fatalf("attempt %d while the receiver is full: want in doubt, got %v", i, err)
+		}
+	}
+	if got := r.stored(); len(got) != 0 {
+		t.Fatalf("stored %v while the runner was not reading", got)
+	}
+	patient := newTestSink(t, r.cfg.Listen, func(c *SinkConfig) { c.InstanceID = impatient.id })
+	res := make(chan error, 1)
+	go func() { _, err := patient.Write(context.Background(), batchOf("z"), fence); res <- err }()
+	close(r.holdReads)
+	if err := <-res; err != nil {
+		t.Fatalf("third copy: %v", err)
+	}
+	if got := strings.Join(r.stored(), ","); got != "z" {
+		t.Errorf("stored %q, want z once", got)
 	}
 }
 
