@@ -48,7 +48,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "run the topology of a config file until interrupted", cmdRun},
+		{"run", "run the topology of a config file until interrupted, reloading it when it changes", cmdRun},
 		{"validate", "check config files and print every problem", cmdValidate},
 		{"demo", "run the order-analysis demo on a generated, growing order log", cmdDemo},
 		{"bench", "measure end-to-end throughput per example language", cmdBench},

@@ -138,16 +138,17 @@ func (r *reloader) counts() (applied, rejected int) {
 func (r *reloader) apply(ctx context.Context, trigger, name string, text []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	began := time.Now()
 	cfg, err := config.Parse(name, text, r.reg)
 	if err != nil {
-		return r.outcomeLocked(trigger, nil, fmt.Errorf("reload: %s is not valid:\n%w", name, err))
+		return r.outcomeLocked(trigger, nil, 0, fmt.Errorf("reload: %s is not valid:\n%w", name, err))
 	}
 	timeout := r.cur.Agent.ShutdownTimeout.Or(10 * time.Second)
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	changes, err := r.topo.Reload(actx, cfg)
 	if err != nil {
-		return r.outcomeLocked(trigger, nil, fmt.Errorf("reload: %s: %w", name, err))
+		return r.outcomeLocked(trigger, nil, 0, fmt.Errorf("reload: %s: %w", name, err))
 	}
 	r.cur, r.curName, r.curText = cfg, name, text
 	if r.adm != nil {
@@ -162,17 +163,18 @@ func (r *reloader) apply(ctx context.Context, trigger, name string, text []byte)
 	if r.onApplied != nil {
 		r.onApplied(cfg)
 	}
-	return r.outcomeLocked(trigger, &changes, nil)
+	return r.outcomeLocked(trigger, &changes, time.Since(began), nil)
 }
 
 func (r *reloader) outcome(trigger string, changes *topology.Changes, err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.outcomeLocked(trigger, changes, err)
+	return r.outcomeLocked(trigger, changes, 0, err)
 }
 
-// outcomeLocked logs and records the result of one reload.
-func (r *reloader) outcomeLocked(trigger string, changes *topology.Changes, err error) error {
+// outcomeLocked logs and records the result of one reload; took is how
+// long a successful one validated and applied.
+func (r *reloader) outcomeLocked(trigger string, changes *topology.Changes, took time.Duration, err error) error {
 	if r.adm != nil {
 		r.adm.SetReloadError(err)
 	}
@@ -182,7 +184,7 @@ func (r *reloader) outcomeLocked(trigger string, changes *topology.Changes, err 
 		return err
 	}
 	r.applied++
-	r.log.Info("reload applied", "trigger", trigger, "changes", changes.String())
+	r.log.Info("reload applied", "trigger", trigger, "changes", changes.String(), "took", took.Round(time.Millisecond))
 	return nil
 }
 
