@@ -18,7 +18,8 @@ import (
 )
 
 // testRegistry has a gen source of n events, a pass bolt and a sink
-// recording bodies by "stage/partition" into bodies.
+// recording bodies by stage name into bodies. bodies["opened:STAGE"]
+// counts the instances each plugin built.
 func testRegistry(t *testing.T, n int, mu *sync.Mutex, bodies map[string][]string) *registry.Registry {
 	t.Helper()
 	type genConfig struct {
@@ -27,7 +28,12 @@ func testRegistry(t *testing.T, n int, mu *sync.Mutex, bodies map[string][]strin
 	reg := registry.New()
 	for _, p := range []registry.Plugin{
 		{Kind: config.KindSource, Type: "gen", NewConfig: func() any { return &genConfig{} },
-			NewSource: func(any, registry.Env) (pipeline.Source, error) { return &genSource{n: n}, nil }},
+			NewSource: func(_ any, env registry.Env) (pipeline.Source, error) {
+				mu.Lock()
+				bodies["opened:"+env.Name] = append(bodies["opened:"+env.Name], "")
+				mu.Unlock()
+				return &genSource{n: n}, nil
+			}},
 		{Kind: config.KindBolt, Type: "pass", NewConfig: func() any { return &genConfig{} },
 			NewBolt: func(any, registry.Env) (pipeline.Bolt, error) { return passBolt{}, nil }},
 		{Kind: config.KindSink, Type: "bodies", NewConfig: func() any { return &genConfig{} },
@@ -207,6 +213,12 @@ func TestReloadUnderFlow(t *testing.T) {
 	}
 	if _, ok := a.Channel(DeadLetterName("copy")); ok {
 		t.Error("the removed sink's dead-letter channel is still open")
+	}
+	mu.Lock()
+	opened := len(bodies["opened:gen"])
+	mu.Unlock()
+	if opened != 1 {
+		t.Errorf("the unchanged source was opened %d times across the reloads, want once (it keeps running)", opened)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for mainCount() < n && time.Now().Before(deadline) {
