@@ -64,6 +64,9 @@ type reloader struct {
 	cur     *config.File
 	curName string // the name cur was parsed under
 	curText []byte // the bytes cur was parsed from
+	// lastRead is the sha256 of the config file's bytes as last read
+	// (ReloadFile), or of the running config's text at start.
+	lastRead [sha256.Size]byte
 	timeout time.Duration
 	applied int
 	failed  int
@@ -75,7 +78,7 @@ type reloader struct {
 // newReloader returns a reloader for topo, running cfg parsed from text.
 // path is the file ReloadFile re-reads ("" for none).
 func newReloader(path string, cfg *config.File, text []byte, topo *topology.Agent, log *slog.Logger) *reloader {
-	return &reloader{path: path, reg: registry.Builtin(), topo: topo, log: log, cur: cfg, curName: cfg.Path, curText: text}
+	return &reloader{path: path, reg: registry.Builtin(), topo: topo, log: log, cur: cfg, curName: cfg.Path, curText: text, lastRead: sha256.Sum256(text)}
 }
 
 // setAdmin makes outcomes show in adm's status.
@@ -100,7 +103,25 @@ func (r *reloader) reloadFile(ctx context.Context, trigger string) error {
 	if err != nil {
 		return r.outcome(trigger, nil, fmt.Errorf("reload: %w", err))
 	}
+	r.mu.Lock()
+	r.lastRead = sha256.Sum256(text)
+	r.mu.Unlock()
 	return r.apply(ctx, trigger, r.path, text)
+}
+
+// fileChanged reports whether the config file's bytes differ from those
+// the last ReloadFile read (or the running config's, before any): the
+// watcher reloads only then, so that other files changing in the directory
+// (editor swap files, a Kubernetes ConfigMap's ..data symlink swap: there
+// the file's bytes do change) cost one read and no reload.
+func (r *reloader) fileChanged() bool {
+	text, err := os.ReadFile(r.path)
+	if err != nil {
+		return true // the reload reports it
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return sha256.Sum256(text) != r.lastRead
 }
 
 // ApplyBytes validates and applies TOML text from elsewhere (OpAMP remote
@@ -287,10 +308,12 @@ func loadLastGood(dataDir string) (*config.File, []byte, lastGood, error) {
 	return cfg, text, meta, nil
 }
 
-// watch runs r's triggers until ctx ends: SIGHUP and writes to the config
-// file (watched through its directory, so that replace-by-rename is seen)
-// re-read the file; a change to the .wasm file of a running stage applies
-// the running config again. Errors are logged and recorded by r.
+// watch runs r's triggers until ctx ends: SIGHUP re-reads the config file;
+// so does a change in the file's directory (watched rather than the file,
+// so that replace-by-rename and symlink swaps are seen) once it settled for
+// reloadDebounce, when the file's bytes differ from those last read; a
+// change to the .wasm file of a running stage applies the running config
+// again. Errors are logged and recorded by r.
 func (r *reloader) watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -360,10 +383,12 @@ func (r *reloader) watch(ctx context.Context) error {
 				isWasm := wasm[ev.Name]
 				mu.Unlock()
 				switch {
-				case ev.Name == cfgAbs:
-					pendingFile = true
 				case isWasm:
 					pendingWasm = true
+				case cfgAbs != "" && filepath.Dir(ev.Name) == filepath.Dir(cfgAbs):
+					// Any change in the config's directory: the file itself,
+					// a rename over it, or a symlink swap above it.
+					pendingFile = true
 				default:
 					continue
 				}
@@ -375,7 +400,7 @@ func (r *reloader) watch(ctx context.Context) error {
 				r.log.Warn("reload: file watcher", "err", err)
 			case <-timer:
 				timer = nil
-				if pendingFile {
+				if pendingFile && r.fileChanged() {
 					r.reloadFile(ctx, "file")
 				} else if pendingWasm {
 					r.reapply(ctx)
