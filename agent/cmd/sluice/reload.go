@@ -67,7 +67,6 @@ type reloader struct {
 	// lastRead is the sha256 of the config file's bytes as last read
 	// (ReloadFile), or of the running config's text at start.
 	lastRead [sha256.Size]byte
-	timeout  time.Duration
 	applied  int
 	failed   int
 	// onApplied is called after each good apply with the new config
