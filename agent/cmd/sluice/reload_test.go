@@ -340,3 +340,33 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// FuzzReadLastGoodMeta feeds DATA/last-good.meta.json arbitrary bytes: it
+// is either read back whole or refused with an error naming the file.
+func FuzzReadLastGoodMeta(f *testing.F) {
+	f.Add([]byte(`{"source":"/etc/sluice/agent.toml","dir":"/","sha256":"ab","saved":"2026-11-25T12:00:00Z"}`))
+	f.Add([]byte(`{`))
+	f.Add([]byte(`{"saved":"yesterday"}`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, lastGoodMeta), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := readLastGoodMeta(dir)
+		if err != nil {
+			if !strings.Contains(err.Error(), lastGoodMeta) {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		again, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back lastGood
+		if err := json.Unmarshal(again, &back); err != nil || back.Source != m.Source || back.Dir != m.Dir || !back.Saved.Equal(m.Saved) {
+			t.Fatalf("meta does not survive a round trip: %+v → %+v (%v)", m, back, err)
+		}
+	})
+}
