@@ -297,3 +297,37 @@ func TestReloadRemovedChannel(t *testing.T) {
 		t.Errorf("dropped channel's directory: %v, want it gone", err)
 	}
 }
+
+// TestDiffOfUnchangedExamples parses every example config twice: reloading
+// the same text must change nothing, whatever the built-in plugins' config
+// types hold (Kafka, Redis, tail, store, file, stdout).
+func TestDiffOfUnchangedExamples(t *testing.T) {
+	demo := t.TempDir()
+	os.MkdirAll(filepath.Join(demo, "plugins"), 0o755)
+	for _, m := range []string{"order-parse.wasm", "order-stats.wasm"} {
+		os.WriteFile(filepath.Join(demo, "plugins", m), []byte("\x00asm"), 0o644)
+	}
+	t.Setenv("SLUICE_DEMO_DIR", demo)
+	files, _ := filepath.Glob("../../conf/*.toml")
+	if len(files) < 4 {
+		t.Fatalf("found %d example configs, want the 4 in conf/", len(files))
+	}
+	for _, f := range files {
+		a, err := config.Load(f, registry.Builtin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := config.Load(f, registry.Builtin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods := map[string]module{}
+		for _, s := range a.Stages() {
+			mods[s.Name] = module{sha256: "same"}
+		}
+		ch, err := diff(a, mods, b, mods)
+		if err != nil || !ch.Empty() {
+			t.Errorf("%s reloaded unchanged: %s, %v; want nothing", f, ch, err)
+		}
+	}
+}
