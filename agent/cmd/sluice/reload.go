@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -159,6 +160,11 @@ func (r *reloader) apply(ctx context.Context, trigger, name string, text []byte)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	began := time.Now()
+	if len(bytes.TrimSpace(text)) == 0 {
+		// Most likely caught between an in-place truncate and the write
+		// that follows it: the write's own event reloads again.
+		return r.outcomeLocked(trigger, nil, 0, fmt.Errorf("reload: %s is empty; an agent needs at least one stage", name))
+	}
 	cfg, err := config.Parse(name, text, r.reg)
 	if err != nil {
 		return r.outcomeLocked(trigger, nil, 0, fmt.Errorf("reload: %s is not valid:\n%w", name, err))

@@ -370,3 +370,16 @@ func FuzzReadLastGoodMeta(f *testing.F) {
 		}
 	})
 }
+
+// TestReloadEmptyFile refuses an empty config file (an in-place write caught
+// between truncate and write) instead of removing every stage.
+func TestReloadEmptyFile(t *testing.T) {
+	r := &reloader{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	err := r.apply(context.Background(), "file", "agent.toml", []byte(" \n"))
+	if err == nil || !strings.Contains(err.Error(), "agent.toml is empty") {
+		t.Fatalf("err = %v, want the empty file refused", err)
+	}
+	if _, rejected := r.counts(); rejected != 1 {
+		t.Errorf("%d rejected reloads counted, want 1", rejected)
+	}
+}
