@@ -25,6 +25,10 @@ type Changes struct {
 	Added, Removed, Changed []string
 	// Channels opened and closed. Channels in both configs keep their data.
 	AddedChannels, RemovedChannels []string
+	// ReopenedChannels are file channels whose sizes or fsync changed: they
+	// are closed and opened again with the new settings (their data stays),
+	// and every stage reading or writing them is in Changed.
+	ReopenedChannels []string
 	// Restart lists [agent] settings that changed but take effect only
 	// when the agent restarts (e.g. "agent.admin_addr").
 	Restart []string
@@ -32,7 +36,7 @@ type Changes struct {
 
 // Empty reports whether the reload changes no stage and no channel.
 func (c Changes) Empty() bool {
-	return len(c.Added)+len(c.Removed)+len(c.Changed)+len(c.AddedChannels)+len(c.RemovedChannels) == 0
+	return len(c.Added)+len(c.Removed)+len(c.Changed)+len(c.AddedChannels)+len(c.RemovedChannels)+len(c.ReopenedChannels) == 0
 }
 
 // String lists the changes for a log line, e.g. "changed=[parse] added=[copy]".
@@ -42,7 +46,7 @@ func (c Changes) String() string {
 		name  string
 		names []string
 	}{{"added", c.Added}, {"removed", c.Removed}, {"changed", c.Changed},
-		{"added_channels", c.AddedChannels}, {"removed_channels", c.RemovedChannels}} {
+		{"added_channels", c.AddedChannels}, {"removed_channels", c.RemovedChannels}, {"reopened_channels", c.ReopenedChannels}} {
 		if len(f.names) > 0 {
 			parts = append(parts, f.name+"=["+strings.Join(f.names, " ")+"]")
 		}
@@ -178,6 +182,21 @@ func (a *Agent) Reload(ctx context.Context, newCfg *config.File) (Changes, error
 	for name, c := range opened {
 		a.channels[name] = c
 	}
+	for _, name := range ch.ReopenedChannels {
+		// Every stage touching it has halted: close it and open it again
+		// with the new settings (as a restart would). If that fails, the
+		// old settings are tried so that its stages can start again.
+		applyErrs = append(applyErrs, a.channels[name].Close())
+		c, err := a.openChannel(data, newCfg.Channels[name])
+		if err != nil {
+			applyErrs = append(applyErrs, err)
+			if c, err = a.openChannel(data, oldCfg.Channels[name]); err != nil {
+				applyErrs = append(applyErrs, err)
+				continue
+			}
+		}
+		a.channels[name] = c
+	}
 	a.cfg, a.modules = newCfg, newMods
 	var spec pipeline.Spec
 	for _, name := range slices.Concat(ch.Changed, ch.Added) {
@@ -207,9 +226,10 @@ func stageOf(f *config.File, name string) *config.Stage {
 // diff compares the running config (with the modules its WASM stages run)
 // to a new one. It refuses what cannot change while the agent runs: the
 // data directory, the partitions of a channel (they hold its data, reader
-// positions and bolt state), and a channel's other storage settings (type,
-// sizes, fsync), which would need the channel closed and reopened under
-// every stage touching it.
+// positions and bolt state), a channel's type, and any storage setting of
+// a memory channel (reopening it would lose its events). A file channel
+// whose sizes or fsync change is reopened, with the stages touching it
+// restarted.
 func diff(old *config.File, oldMods map[string]module, new *config.File, newMods map[string]module) (Changes, error) {
 	var ch Changes
 	var errs []error
@@ -241,8 +261,15 @@ func diff(old *config.File, oldMods map[string]module, new *config.File, newMods
 				"Keep partitions = %d (bolt parallelism can change up to it), or add a new channel with %d partitions, move the stages to it and remove %s once it is drained",
 				name, oc.Partitions, nc.Partitions, oc.Partitions, nc.Partitions, name))
 		}
-		if d := storageDiff(oc, nc); d != "" {
-			errs = append(errs, fmt.Errorf("channels.%s: %s of a running channel cannot change on reload: restart the agent to apply it", name, d))
+		switch d := storageDiff(oc, nc); {
+		case d == "":
+		case oc.Type != nc.Type:
+			errs = append(errs, fmt.Errorf("channels.%s.type: a running channel's type cannot change (%s → %s): its events would be lost or stranded. "+
+				"Add a new channel of type %s, move the stages to it, and remove %s once it is drained", name, oc.Type, nc.Type, nc.Type, name))
+		case oc.Type == "memory":
+			errs = append(errs, fmt.Errorf("channels.%s: %s of a memory channel cannot change on reload: reopening it would lose its events; restart the agent to apply it", name, d))
+		default:
+			ch.ReopenedChannels = append(ch.ReopenedChannels, name)
 		}
 	}
 	for _, name := range sortedKeys(old.Channels) {
@@ -257,12 +284,20 @@ func diff(old *config.File, oldMods map[string]module, new *config.File, newMods
 	for _, s := range new.Stages() {
 		newStages[s.Name] = s
 	}
+	touchesReopened := func(s *config.Stage) bool {
+		for _, c := range append(s.Outputs(), s.Input) {
+			if slices.Contains(ch.ReopenedChannels, c) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, name := range sortedKeys(newStages) {
 		ns, prev := newStages[name], oldStages[name]
 		switch {
 		case prev == nil:
 			ch.Added = append(ch.Added, name)
-		case !sameStage(old, prev, oldMods[name], new, ns, newMods[name]):
+		case !sameStage(old, prev, oldMods[name], new, ns, newMods[name]) || touchesReopened(prev) || touchesReopened(ns):
 			ch.Changed = append(ch.Changed, name)
 		}
 	}

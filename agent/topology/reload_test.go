@@ -107,8 +107,10 @@ func TestDiff(t *testing.T) {
 		{name: "partitions", text: strings.Replace(withWasm, "partitions = 4", "partitions = 8", 1),
 			err: "channels.all.partitions: the partitions of a running channel cannot change (4 → 8)"},
 		{name: "data dir", text: strings.Replace(withWasm, "DIR/data", "DIR/other", 1), err: "agent.data_dir: cannot change while the agent runs"},
-		{name: "channel storage", text: strings.Replace(withWasm, "[channels.out]", "[channels.out]\nfsync = \"never\"", 1),
-			err: "channels.out: fsync of a running channel cannot change on reload: restart the agent to apply it"},
+		{name: "channel storage: reopened, its stages restarted", text: strings.Replace(withWasm, "[channels.out]", "[channels.out]\nfsync = \"never\"", 1),
+			want: "changed=[main pass w] reopened_channels=[out]"},
+		{name: "channel type", text: strings.Replace(withWasm, "[channels.out]", "[channels.out]\ntype = \"memory\"", 1),
+			err: "channels.out.type: a running channel's type cannot change (file → memory)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := strings.ReplaceAll(tc.text, "WASM", wasmA)
@@ -191,6 +193,8 @@ func TestReloadUnderFlow(t *testing.T) {
 		{text: withCopy + "[sinks.bad]\nwasm = \"" + garbage + "\"\ninput = \"out\"\n", err: "sinks.bad"},
 		{text: reloadBase, want: "removed=[copy] changed=[pass]"},
 		{text: reloadBase, want: "nothing"},
+		{text: strings.Replace(reloadBase, "[channels.out]", "[channels.out]\nmax_bytes = \"512MiB\"\nsegment_bytes = \"1MiB\"", 1),
+			want: "changed=[main pass] reopened_channels=[out]"},
 	}
 	for i, st := range steps {
 		before := a.Config()
