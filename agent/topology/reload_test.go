@@ -335,3 +335,17 @@ func TestDiffOfUnchangedExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffMemoryChannel refuses a change of a memory channel's settings:
+// reopening it would lose the events it holds.
+func TestDiffMemoryChannel(t *testing.T) {
+	dir := t.TempDir()
+	reg := testRegistry(t, 0, &sync.Mutex{}, map[string][]string{})
+	mem := strings.Replace(reloadBase, "[channels.out]", "[channels.out]\ntype = \"memory\"", 1)
+	old := parseIn(t, dir, mem, reg)
+	changed := parseIn(t, dir, strings.Replace(mem, "type = \"memory\"", "type = \"memory\"\nmax_bytes = \"1GiB\"", 1), reg)
+	_, err := diff(old, nil, changed, nil)
+	if err == nil || !strings.Contains(err.Error(), "channels.out: max_bytes of a memory channel cannot change on reload: reopening it would lose its events") {
+		t.Fatalf("err = %v, want the memory channel's change refused", err)
+	}
+}
