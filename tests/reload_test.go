@@ -38,7 +38,7 @@ max_bytes = "256MiB"
 
 [channels.orders]
 segment_bytes = "8MiB"
-max_bytes = "256MiB"
+max_bytes = "OMAX"
 
 [sources.log]
 type = "tail"
@@ -77,6 +77,7 @@ type reloadState struct {
 	wasm  string // file name under DIR
 	copy  bool
 	parts int    // raw's partitions (4; anything else is refused)
+	omax  string // max_bytes of the orders channel (a change reopens it)
 	extra string // text added to [bolts.parse] (unknown keys)
 	bad   string // replaces the whole text (syntax error)
 }
@@ -89,7 +90,7 @@ func (s reloadState) text(dir string) string {
 	if s.copy {
 		copySink = reloadCopySink
 	}
-	r := strings.NewReplacer("PARTS", fmt.Sprint(s.parts), "PAR", fmt.Sprint(s.par), "WASM", "DIR/"+s.wasm,
+	r := strings.NewReplacer("PARTS", fmt.Sprint(s.parts), "OMAX", s.omax, "PAR", fmt.Sprint(s.par), "WASM", "DIR/"+s.wasm,
 		"EXTRA", s.extra, "COPY", copySink)
 	return strings.ReplaceAll(r.Replace(reloadTestConfig), "DIR", dir)
 }
@@ -109,7 +110,8 @@ type reloadStep struct {
 // bolt's parallelism (1, 2, 4, 3 …, its input has 4 partitions), its .wasm
 // (the Go and the C build of order-parse, same output; by config path, by
 // rename over the file and by rewriting it in place), a second file sink
-// added and removed, and invalid configs in between (syntax error, unknown
+// added and removed, the orders channel's max_bytes (reopened under its
+// stages), and invalid configs in between (syntax error, unknown
 // key, missing .wasm, partition change). Triggers: the config file written
 // in place and replaced by rename, SIGHUP, POST /api/reload, the .wasm file
 // changing. Every invalid config is rejected while the old one keeps
@@ -135,7 +137,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	const total = 1_000_000
 	g := orders.NewGenerator(orders.GenConfig{Seed: 7, Step: time.Millisecond, MalformedEvery: 5_000})
 	cfgPath := filepath.Join(dir, "agent.toml")
-	cur := reloadState{par: 1, wasm: "parse.wasm", parts: 4}
+	cur := reloadState{par: 1, wasm: "parse.wasm", parts: 4, omax: "256MiB"}
 	if err := os.WriteFile(cfgPath, []byte(cur.text(dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		ok("sighup", "changed=[parse]", func(s *reloadState) { s.par = 3; s.wasm = "go.wasm" }),
 		ok("post", "removed=[copy]", func(s *reloadState) { s.copy = false }),
 		no("write", "unknown key", func(s *reloadState) { s.extra = "paralelism = 2\n" }),
-		ok("rename", "changed=[parse]", func(s *reloadState) { s.wasm = "parse.wasm" }),
+		ok("rename", "changed=[out parse] reopened_channels=[orders]", func(s *reloadState) { s.wasm = "parse.wasm"; s.omax = "512MiB" }),
 		wasmStep("wasm-write", "go.wasm"),
 		ok("sighup", "added=[copy] changed=[parse]", func(s *reloadState) { s.par = 4; s.copy = true }),
 		no("post", "is not valid", func(s *reloadState) { s.bad = "[agent]\nshutdown_timeout = \"soon\"\n" }),
