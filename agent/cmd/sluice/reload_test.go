@@ -238,6 +238,27 @@ func TestReloadTriggers(t *testing.T) {
 		t.Errorf("last-good.toml is not the last applied config:\n%s", b)
 	}
 
+	// 7. ApplyBytes (remote config): an invalid text is refused under its
+	// name; a good one applies and becomes the last good config, and the
+	// file on disk stays as it was.
+	if err := h.rl.ApplyBytes(context.Background(), "opamp", []byte("[agent\n")); err == nil || !strings.Contains(err.Error(), "opamp is not valid") {
+		t.Errorf("ApplyBytes of a broken text: %v", err)
+	}
+	remote := h.text(1, "")
+	if err := h.rl.ApplyBytes(context.Background(), "opamp", []byte(remote)); err != nil {
+		t.Fatalf("ApplyBytes: %v", err)
+	}
+	h.waitCounts(6, 3, "ApplyBytes")
+	if got := h.rl.Current().Bolts["parse"].Parallelism; got != 1 {
+		t.Errorf("parallelism %d after ApplyBytes, want 1", got)
+	}
+	if meta, err := readLastGoodMeta(filepath.Join(dir, "data")); err != nil || meta.Source != "opamp" {
+		t.Errorf("last good config's source %q (%v), want opamp", meta.Source, err)
+	}
+	if b, _ := os.ReadFile(h.path); string(b) != second {
+		t.Error("ApplyBytes rewrote the config file")
+	}
+
 	// Events still flow end to end after all of it.
 	appendFile(t, filepath.Join(dir, "in", "orders.log"), string(g.AppendLine(nil, 1)))
 	last := []byte(`"` + g.Order(1).OrderID + `"`)
