@@ -385,10 +385,19 @@ func (s *Source) claimBatch(ctx context.Context) (map[topicPart]int64, error) {
 	}
 	backoff := 100 * time.Millisecond
 	for {
-		los, err := s.ledger.claim(ctx, s.ranges)
+		// Not cut short by a drain: once the messages are taken, a claim
+		// that reached Redis must come back with its batch, so that the
+		// batch is appended before a clean stop.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		los, err := s.ledger.claim(cctx, s.ranges)
+		cancel()
 		if err == nil {
 			for i, r := range s.ranges {
 				s.owned[r.tp] = los[i]
+				if los[i] > r.From {
+					s.log.Info("kafka source: skipping offsets another member claimed", "topic", r.tp.Topic, "partition", r.tp.Partition,
+						"from", r.From, "to", min(los[i], r.To))
+				}
 			}
 			return s.owned, nil
 		}
