@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,10 +61,11 @@ max_bytes = "1GiB"
 [sources.log]
 type = "tail"
 output = "raw"
-batch_size = 8192
+batch_size = 16384
 [sources.log.config]
 paths = ["DIR/orders.log"]
 start_at = "beginning"
+max_batch_bytes = "4MiB"
 poll_interval = "10ms"
 scan_interval = "10ms"
 
@@ -142,6 +144,8 @@ func BenchmarkEdgeAgentVsSarama(b *testing.B) {
 		return total
 	}
 
+	pathHeader := []byte(filepath.Join(dir, "it0", "orders.log"))
+	producerHeader := []byte("0123456789abcdef0123456789abcdef:raw/0/kafka")
 	var agentT, bareT time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -229,7 +233,13 @@ func BenchmarkEdgeAgentVsSarama(b *testing.B) {
 			var in chan<- *sarama.ProducerMessage
 			var m *sarama.ProducerMessage
 			if sent < n {
-				m = &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(values[sent])}
+				// The same records the agent sends: the line and the
+				// headers the sink adds (file path, producer, sequence).
+				m = &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(values[sent]), Headers: []sarama.RecordHeader{
+					{Key: []byte("path"), Value: pathHeader},
+					{Key: []byte("sluice.producer"), Value: producerHeader},
+					{Key: []byte("sluice.seq"), Value: strconv.AppendInt(nil, int64(1000+sent/8192), 10)},
+				}}
 				in = bare.Input()
 			}
 			select {
