@@ -189,3 +189,70 @@ func FuzzParsePending(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkClaimLedgerCost reads the same 100,000 messages (4 partitions)
+// through a source with the claim ledger (one Lua call per batch to a real
+// redis-server) and through one without, each as a new group every
+// iteration, timing the Reads after the first (the first waits for the
+// group join). It reports ratio = time without / time with (1.0: the
+// ledger costs nothing) and the ledger's cost per batch.
+//
+//	go test -run '^$' -bench ClaimLedgerCost -benchtime 5x ./plugins/kafka
+func BenchmarkClaimLedgerCost(b *testing.B) {
+	brokers := testkafka.Start(b, 4, "t")
+	rs := testredis.Start(b)
+	sink := newSink(b, brokers, "t", nil)
+	const n = 100_000
+	for i := 0; i < n; i += 5000 {
+		if _, err := sink.Write(context.Background(), orders(i, 5000), pipeline.Fence{Stream: "a", Offset: uint64(i + 1)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	readAll := func(claims bool, group string) (time.Duration, int) {
+		cfg := DefaultSourceConfig()
+		cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{"t"}, group
+		cfg.MaxWait = units.Of(20 * time.Millisecond)
+		cfg.StaticMembership = false
+		if claims {
+			cfg.Claims.Addrs = []string{rs.Addr}
+		}
+		src, err := NewSource(cfg, b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := src.Open(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close(ctx)
+		got, batches := 0, 0
+		var t0 time.Time
+		for got < n {
+			sb, err := src.Read(ctx, 2048)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, _ := event.Count(sb.Events)
+			if got == 0 && c > 0 {
+				t0 = time.Now()
+			} else {
+				batches++
+			}
+			got += c
+			src.Ack(ctx, sb.Position)
+		}
+		return time.Since(t0), batches
+	}
+	var with, without time.Duration
+	batches := 0
+	for i := 0; i < b.N; i++ {
+		d, nb := readAll(true, fmt.Sprint("with-", i))
+		with += d
+		batches += nb
+		d, _ = readAll(false, fmt.Sprint("without-", i))
+		without += d
+	}
+	b.ReportMetric(without.Seconds()/with.Seconds(), "ratio")
+	b.ReportMetric(float64((with-without).Microseconds())/float64(max(batches, 1)), "ledger_us/batch")
+	b.ReportMetric(float64(n*b.N)/float64(max(batches, 1)), "msgs/batch")
+}
