@@ -194,6 +194,11 @@ func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout
 	}
 	adm.SetState(admin.StateRunning)
 	rl.setAdmin(adm)
+	if stopFleet, err := startFleetClient(ctx, cfg, log, rl, adm.Status); err != nil {
+		log.Warn("opamp: not connecting to the fleet server; the agent runs without it", "err", err)
+	} else {
+		defer stopFleet()
+	}
 	if err := saveLastGood(cfg.Agent.DataDir, cfg.Path, text); err != nil {
 		log.Warn("saving the last good config", "err", err)
 	}
