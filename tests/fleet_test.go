@@ -369,11 +369,30 @@ func TestFleet(t *testing.T) {
 	}
 	flows("out/v4.log", parsed)
 
+	// 6. The server goes away: the agents run on unchanged, reconnect
+	// when it is back, and it learns their whole state again.
+	server.cmd.Process.Signal(os.Interrupt)
+	<-server.done
+	flows("out/v4.log", parsed)
+	addrCh = make(chan string, 1)
+	server = startProc(t, dir, bin, regexp.MustCompile(`fleet server listening" opamp=(\S+)`), addrCh,
+		"fleet", "serve", "-dir", fleetDir, "-addr", strings.TrimPrefix(base, "http://"))
+	select {
+	case <-addrCh:
+	case <-server.done:
+		t.Fatalf("fleet serve did not restart:\n%s", server.log)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("fleet serve did not restart:\n%s", server.log)
+	}
+	wait("agents back after the server restarted", func(a fleet.AgentView) bool {
+		return configIs("applied", "")(a) && a.Healthy && a.Packages["order-parse"].Status == "installfailed"
+	})
+
 	table := fleetCmd(t, dir, bin, "fleet", "ls", "-server", base)
 	if n := strings.Count(table, "role=edge"); n < agents {
 		t.Errorf("fleet ls shows %d agents in role=edge, want %d:\n%s", n, agents, table)
 	}
 	t.Logf("fleet: %d agents; 4 config pushes (valid → applied %d/%d, invalid → failed %d/%d, unhealthy → rolled back %d/%d, plugin config → applied %d/%d); "+
-		"2 package rollouts (signed → installed %d/%d, tampered → refused %d/%d)\n%s",
+		"2 package rollouts (signed → installed %d/%d, tampered → refused %d/%d); server restarted, all reconnected\n%s",
 		agents, agents, agents, len(refused), agents, agents, agents, agents, agents, agents, agents, len(refusedPkg), agents, table)
 }
