@@ -51,15 +51,15 @@ type Applier interface {
 	// ApplyBytes validates the config text and applies it; on error the
 	// running config stays. name labels the errors.
 	ApplyBytes(ctx context.Context, name string, text []byte) error
-	// Current returns the config now running.
-	Current() *config.File
+	// CurrentText returns the TOML text of the config now running, however
+	// it got there (the local file, a reload, a remote config).
+	CurrentText() []byte
 }
 
 // ClientOptions configure StartClient.
 type ClientOptions struct {
-	// Config is the agent's config as loaded from its file at start: it
-	// gives [agent.opamp], the labels and the data dir. Its file is the
-	// running text until a remote config is applied.
+	// Config is the agent's config at start: it gives [agent.opamp], the
+	// labels and the data dir, which a remote config cannot change.
 	Config *config.File
 	// Version is the agent's version, reported as service.version.
 	Version string
@@ -90,8 +90,6 @@ type Client struct {
 
 	applyMu sync.Mutex // one remote config at a time
 	mu      sync.Mutex
-	running []byte       // the running config's TOML text
-	applied *config.File // what Applier.Current returned after our last apply
 	pending chan *protobufs.AgentRemoteConfig
 	health  *protobufs.ComponentHealth
 	started time.Time
@@ -110,10 +108,6 @@ func StartClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	if opts.HealthEvery <= 0 {
 		opts.HealthEvery = time.Second
 	}
-	text, err := os.ReadFile(opts.Config.Path)
-	if err != nil {
-		return nil, fmt.Errorf("opamp: reading the running config: %w", err)
-	}
 	dir := filepath.Join(opts.Config.Agent.DataDir, "fleet")
 	uid, err := loadInstanceUID(dir)
 	if err != nil {
@@ -129,7 +123,7 @@ func StartClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 	c := &Client{
 		opts: opts, log: opts.Logger.With("component", "opamp"), allow: o.Allow,
 		grace: o.HealthGrace.Or(config.DefaultHealthGrace), store: store,
-		running: text, applied: opts.Applier.Current(), started: time.Now(),
+		started: time.Now(),
 		pending: make(chan *protobufs.AgentRemoteConfig, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -268,26 +262,6 @@ func (c *Client) applyLoop() {
 	}
 }
 
-// runningText returns the TOML text of the running config. A local reload
-// (SIGHUP, the file watcher) since our last apply means the file is what
-// runs now.
-func (c *Client) runningText() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cur := c.opts.Applier.Current(); cur != c.applied {
-		if text, err := os.ReadFile(c.opts.Config.Path); err == nil {
-			c.running, c.applied = text, cur
-		}
-	}
-	return c.running
-}
-
-func (c *Client) setRunning(text []byte) {
-	c.mu.Lock()
-	c.running, c.applied = text, c.opts.Applier.Current()
-	c.mu.Unlock()
-}
-
 func (c *Client) reportRemote(hash []byte, status protobufs.RemoteConfigStatuses, msg string) {
 	if err := c.oc.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{LastRemoteConfigHash: hash, Status: status, ErrorMessage: msg}); err != nil {
 		c.log.Warn("opamp: reporting remote config status", "err", err)
@@ -316,23 +290,20 @@ func (c *Client) applyRemote(rc *protobufs.AgentRemoteConfig) {
 		return
 	}
 	c.reportRemote(hash, protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLYING, "")
-	prev := c.runningText()
+	prev := c.opts.Applier.CurrentText()
 	merged, err := remote.Merge(prev, offered, c.allow)
 	if err != nil {
 		fail(err)
 		return
 	}
+	before := restartsOf(c.opts.Status())
 	if err := c.opts.Applier.ApplyBytes(c.ctx, name, merged); err != nil {
 		fail(err)
 		return
 	}
-	c.setRunning(merged)
 	c.log.Info("opamp: remote config applied; watching health", "config", short, "grace", c.grace)
-	if bad := c.watchHealth(); bad != "" {
+	if bad := c.watchHealth(before); bad != "" {
 		rerr := c.opts.Applier.ApplyBytes(context.Background(), "previous config", prev)
-		if rerr == nil {
-			c.setRunning(prev)
-		}
 		msg := fmt.Sprintf("rolled back to the previous config: %s within the %s health grace", bad, c.grace)
 		if rerr != nil {
 			msg += fmt.Sprintf("; rolling back failed too: %v", rerr)
@@ -350,14 +321,16 @@ func (c *Client) applyRemote(rc *protobufs.AgentRemoteConfig) {
 }
 
 // watchHealth samples the status until the grace period ends; it returns
-// a description of the first failed component, or "".
-func (c *Client) watchHealth() string {
+// a description of the first component that failed since the apply, or "".
+// before holds each component's restarts at the apply: one already failing
+// then (and not restarting since) is not this config's fault.
+func (c *Client) watchHealth(before map[string]uint64) string {
 	deadline := time.NewTimer(c.grace)
 	defer deadline.Stop()
 	tick := time.NewTicker(c.grace / 20)
 	defer tick.Stop()
 	for {
-		if bad := unhealthy(c.opts.Status()); bad != "" {
+		if bad := unhealthy(c.opts.Status(), before); bad != "" {
 			return bad
 		}
 		select {
@@ -370,9 +343,18 @@ func (c *Client) watchHealth() string {
 	}
 }
 
-func unhealthy(st admin.Status) string {
+func restartsOf(st admin.Status) map[string]uint64 {
+	m := map[string]uint64{}
 	for _, cs := range st.Components {
-		if cs.State == admin.StateFailed {
+		m[admin.NodeID(cs.Kind, cs.Name)] = cs.Restarts
+	}
+	return m
+}
+
+func unhealthy(st admin.Status, before map[string]uint64) string {
+	for _, cs := range st.Components {
+		n, seen := before[admin.NodeID(cs.Kind, cs.Name)]
+		if cs.State == admin.StateFailed && (!seen || cs.Restarts > n) {
 			msg := fmt.Sprintf("%s %s failed", cs.Kind, cs.Name)
 			if cs.LastError != "" {
 				msg += ": " + cs.LastError
@@ -404,7 +386,7 @@ func remoteText(m *protobufs.AgentConfigMap) ([]byte, error) {
 
 func (c *Client) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-		ConfigFileName: {Body: c.runningText(), ContentType: "application/toml"},
+		ConfigFileName: {Body: c.opts.Applier.CurrentText(), ContentType: "application/toml"},
 	}}}, nil
 }
 

@@ -25,6 +25,7 @@ import (
 type testApplier struct {
 	mu      sync.Mutex
 	cur     *config.File
+	text    []byte
 	applies []string
 }
 
@@ -35,7 +36,7 @@ func (a *testApplier) ApplyBytes(_ context.Context, name string, text []byte) er
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.cur = f
+	a.cur, a.text = f, text
 	a.applies = append(a.applies, name)
 	return nil
 }
@@ -46,13 +47,19 @@ func (a *testApplier) Current() *config.File {
 	return a.cur
 }
 
+func (a *testApplier) CurrentText() []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.text
+}
+
 func (a *testApplier) status() admin.Status {
 	st := admin.Status{State: admin.StateRunning}
 	cur := a.Current()
 	for _, s := range cur.Stages() {
 		cs := admin.ComponentStatus{Name: s.Name, Kind: string(s.Kind), State: admin.StateRunning}
 		if s.Name == "broken" {
-			cs.State, cs.LastError = admin.StateFailed, "file sink: mkdir: not a directory"
+			cs.State, cs.LastError, cs.Restarts = admin.StateFailed, "file sink: mkdir: not a directory", 1
 		}
 		st.Components = append(st.Components, cs)
 	}
@@ -136,7 +143,7 @@ func TestClientAgainstOpAMPServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		appliers[i] = &testApplier{cur: cfg}
+		appliers[i] = &testApplier{cur: cfg, text: []byte(text)}
 		clients[i], err = fleet.StartClient(context.Background(), fleet.ClientOptions{
 			Config: cfg, Version: "test", Applier: appliers[i], Status: appliers[i].status, HealthEvery: 20 * time.Millisecond,
 		})
