@@ -325,9 +325,12 @@ func (c *Client) applyRemote(rc *protobufs.AgentRemoteConfig) {
 // before holds each component's restarts at the apply: one already failing
 // then (and not restarting since) is not this config's fault.
 func (c *Client) watchHealth(before map[string]uint64) string {
+	if bad := unhealthy(c.opts.Status(), before); bad != "" || c.grace <= 0 {
+		return bad
+	}
 	deadline := time.NewTimer(c.grace)
 	defer deadline.Stop()
-	tick := time.NewTicker(c.grace / 20)
+	tick := time.NewTicker(max(c.grace/20, 10*time.Millisecond))
 	defer tick.Stop()
 	for {
 		if bad := unhealthy(c.opts.Status(), before); bad != "" {
