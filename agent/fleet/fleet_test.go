@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/fleet"
@@ -109,6 +111,7 @@ func waitFor(t *testing.T, srv *fleet.Server, what string, ok func([]fleet.Agent
 }
 
 func TestClientAgainstOpAMPServer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	fleetDir := filepath.Join(dir, "fleet")
 	for _, d := range []string{"configs", "packages"} {
@@ -179,7 +182,17 @@ func TestClientAgainstOpAMPServer(t *testing.T) {
 
 	// 1. A valid config for the allowed table: applied everywhere.
 	push("[sinks.out]\ntype = \"file\"\ninput = \"raw\"\n[sinks.out.config]\npath = \"/tmp/sluice-fleet-unit-out2.log\"\n")
-	waitFor(t, srv, "config applied", configIs("applied", ""))
+	waitFor(t, srv, "config applied and reported as effective", func(as []fleet.AgentView) bool {
+		if !configIs("applied", "")(as) {
+			return false
+		}
+		for i, a := range as {
+			if a.Config.EffectiveHash != fmt.Sprintf("%x", sha256.Sum256(appliers[i].CurrentText())) {
+				return false
+			}
+		}
+		return true
+	})
 	for i, a := range appliers {
 		if a.Current().Sources["logs"] == nil || a.Current().Agent.OpAMP.Name != fmt.Sprintf("edge-%d", i) {
 			t.Errorf("agent %d: merged config lost local tables: %+v", i, a.Current())
