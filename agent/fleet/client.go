@@ -92,8 +92,11 @@ type Client struct {
 	mu      sync.Mutex
 	pending chan *protobufs.AgentRemoteConfig
 	health  *protobufs.ComponentHealth
-	started time.Time
-	stopped bool
+	// effective is the sha256 of the config text last reported as
+	// effective (nil before the first report).
+	effective *[sha256.Size]byte
+	started   time.Time
+	stopped   bool
 }
 
 // StartClient connects the agent to opts.Config's [agent.opamp] endpoint.
@@ -388,8 +391,13 @@ func remoteText(m *protobufs.AgentConfigMap) ([]byte, error) {
 }
 
 func (c *Client) effectiveConfig(context.Context) (*protobufs.EffectiveConfig, error) {
+	text := c.opts.Applier.CurrentText()
+	sum := sha256.Sum256(text)
+	c.mu.Lock()
+	c.effective = &sum
+	c.mu.Unlock()
 	return &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-		ConfigFileName: {Body: c.opts.Applier.CurrentText(), ContentType: "application/toml"},
+		ConfigFileName: {Body: text, ContentType: "application/toml"},
 	}}}, nil
 }
 
@@ -411,6 +419,17 @@ func (c *Client) healthLoop() {
 		if !same {
 			if err := c.oc.SetHealth(h); err != nil {
 				c.log.Warn("opamp: reporting health", "err", err)
+			}
+		}
+		// A local reload (SIGHUP, the file watcher) changes the running
+		// config without us: report it as the effective config.
+		sum := sha256.Sum256(c.opts.Applier.CurrentText())
+		c.mu.Lock()
+		stale := c.effective != nil && *c.effective != sum
+		c.mu.Unlock()
+		if stale {
+			if err := c.oc.UpdateEffectiveConfig(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("opamp: reporting the effective config", "err", err)
 			}
 		}
 	}

@@ -226,6 +226,15 @@ func TestClientAgainstOpAMPServer(t *testing.T) {
 		}
 	}
 
+	// A local reload (SIGHUP) changes what runs: reported as effective.
+	local := strings.Replace(string(appliers[1].CurrentText()), "out2.log", "local.log", 1)
+	if err := appliers[1].ApplyBytes(context.Background(), "local reload", []byte(local)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, srv, "a local reload reported as the effective config", func(as []fleet.AgentView) bool {
+		return len(as) == agents && as[1].Config.EffectiveHash == fmt.Sprintf("%x", sha256.Sum256([]byte(local)))
+	})
+
 	// 5. Packages: a signed one installs, a tampered and an unsigned one
 	// are refused, and the refused ones never reach the data dir.
 	module := append([]byte("\x00asm\x01\x00\x00\x00"), []byte("plugin v1")...)

@@ -205,7 +205,7 @@ func (s *Server) scanLoop(ctx context.Context) {
 		for _, p := range snap.Problems {
 			s.log.Warn("fleet: skipped", "problem", p)
 		}
-		s.log.Info("fleet: directory changed; offering it", "groups", len(snap.Groups), "packages", len(snap.Packages), "agents", len(pushes))
+		s.log.Info("fleet: directory changed; offering it", "groups", len(snap.Groups), "packages", len(snap.Packages), "offers", len(pushes))
 		for _, p := range pushes {
 			if err := p.conn.Send(ctx, p.msg); err != nil {
 				s.log.Warn("fleet: sending an offer", "err", err)
