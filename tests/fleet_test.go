@@ -360,7 +360,7 @@ func TestFleet(t *testing.T) {
 	fleetWrite(t, pkg, tampered)
 	refusedPkg := wait("tampered package refused", func(a fleet.AgentView) bool {
 		p := a.Packages["order-parse"]
-		return p.Status == "installfailed" && p.ServerOffer != "" && strings.Contains(p.Error, "signature does not verify")
+		return p.Status == "install_failed" && p.ServerOffer != "" && strings.Contains(p.Error, "signature does not verify")
 	})
 	for i := range agents {
 		if sha256.Sum256(installed(i)) != sha256.Sum256(good) {
@@ -385,12 +385,12 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("fleet serve did not restart:\n%s", server.log)
 	}
 	wait("agents back after the server restarted", func(a fleet.AgentView) bool {
-		return configIs("applied", "")(a) && a.Healthy && a.Packages["order-parse"].Status == "installfailed"
+		return configIs("applied", "")(a) && a.Healthy && a.Packages["order-parse"].Status == "install_failed"
 	})
 
 	table := fleetCmd(t, dir, bin, "fleet", "ls", "-server", base)
-	if n := strings.Count(table, "role=edge"); n < agents {
-		t.Errorf("fleet ls shows %d agents in role=edge, want %d:\n%s", n, agents, table)
+	if n := strings.Count(table, "order-parse=install_failed(keeps "); n != agents {
+		t.Errorf("fleet ls shows %d agents keeping their package after the refusal, want %d:\n%s", n, agents, table)
 	}
 	t.Logf("fleet: %d agents; 4 config pushes (valid → applied %d/%d, invalid → failed %d/%d, unhealthy → rolled back %d/%d, plugin config → applied %d/%d); "+
 		"2 package rollouts (signed → installed %d/%d, tampered → refused %d/%d); server restarted, all reconnected\n%s",

@@ -253,7 +253,7 @@ func TestClientAgainstOpAMPServer(t *testing.T) {
 	writePkg("unsigned", module, nil)
 	pkgs := waitFor(t, srv, "package statuses", func(as []fleet.AgentView) bool {
 		for _, a := range as {
-			if a.Packages["good"].Status != "installed" || a.Packages["tampered"].Status != "installfailed" || a.Packages["unsigned"].Status != "installfailed" {
+			if a.Packages["good"].Status != "installed" || a.Packages["tampered"].Status != "install_failed" || a.Packages["unsigned"].Status != "install_failed" {
 				return false
 			}
 		}

@@ -378,7 +378,9 @@ type ConfigView struct {
 
 // PackageView is an agent's status of one package.
 type PackageView struct {
-	Status      string `json:"status"` // installed, installing, downloading, install_failed
+	Status string `json:"status"` // installed, installing, downloading, install_failed
+	// AgentHas is the package hash the agent has installed (after a refusal,
+	// the version it keeps); ServerOffer the one offered.
 	AgentHas    string `json:"agent_has,omitempty"`
 	ServerOffer string `json:"server_offered,omitempty"`
 	Error       string `json:"error,omitempty"`
@@ -422,7 +424,7 @@ func (s *Server) Agents() []AgentView {
 				v.Packages = map[string]PackageView{}
 			}
 			v.Packages[name] = PackageView{
-				Status:   strings.ToLower(strings.TrimPrefix(p.GetStatus().String(), "PackageStatusEnum_")),
+				Status:   snakeCase(strings.TrimPrefix(p.GetStatus().String(), "PackageStatusEnum_")),
 				AgentHas: hex.EncodeToString(p.GetAgentHasHash()), ServerOffer: hex.EncodeToString(p.GetServerOfferedHash()),
 				Error: p.GetErrorMessage(),
 			}
@@ -503,4 +505,19 @@ func ListAgents(ctx context.Context, baseURL string) ([]AgentView, error) {
 		return nil, fmt.Errorf("%s: %w", req.URL, err)
 	}
 	return out, nil
+}
+
+// snakeCase turns an enum name like "InstallFailed" into "install_failed".
+func snakeCase(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

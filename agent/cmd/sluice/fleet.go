@@ -119,7 +119,12 @@ func fleetLs(args []string, stdout io.Writer) error {
 		}
 		var pkgs []string
 		for _, k := range sortedKeysOf(a.Packages) {
-			pkgs = append(pkgs, k+"="+a.Packages[k].Status)
+			p := a.Packages[k]
+			st := k + "=" + p.Status
+			if p.Status == "install_failed" && p.AgentHas != "" {
+				st += "(keeps " + p.AgentHas[:min(12, len(p.AgentHas))] + ")"
+			}
+			pkgs = append(pkgs, st)
 		}
 		group := a.Group
 		if len(a.Conflict) > 0 {
