@@ -117,7 +117,7 @@ func newClaimLedger(c ClaimsConfig, group, owner string) (*claimLedger, error) {
 	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{
 		Addrs: c.Addrs, MasterName: c.MasterName, IsClusterMode: c.Cluster,
 		Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: tc,
-		DisableIdentity: true, PoolSize: 2,
+		DisableIdentity: true, PoolSize: 2, DialerRetries: 1,
 	})
 	return &claimLedger{rdb: rdb, prefix: c.KeyPrefix + "{" + group + "}:", owner: owner}, nil
 }

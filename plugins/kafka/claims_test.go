@@ -3,10 +3,14 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
@@ -255,4 +259,80 @@ func BenchmarkClaimLedgerCost(b *testing.B) {
 	b.ReportMetric(without.Seconds()/with.Seconds(), "ratio")
 	b.ReportMetric(float64((with-without).Microseconds())/float64(max(batches, 1)), "ledger_us/batch")
 	b.ReportMetric(float64(n*b.N)/float64(max(batches, 1)), "msgs/batch")
+}
+
+// logSignal is an io.Writer for a slog handler that closes seen the first
+// time a log line contains want.
+type logSignal struct {
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (l *logSignal) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), l.want) {
+		l.once.Do(func() { close(l.seen) })
+	}
+	return len(p), nil
+}
+
+// Redis down: the batch waits for its claim (nothing passed on unclaimed),
+// one log line per attempt, and goes on whole once Redis is back.
+func TestClaimLedgerDownMakesTheBatchWait(t *testing.T) {
+	brokers := testkafka.Start(t, 1, "t")
+	rs := testredis.Start(t)
+	sink := newSink(t, brokers, "t", nil)
+	ctx := context.Background()
+	if _, err := sink.Write(ctx, orders(0, 10), pipeline.Fence{Stream: "a", Offset: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rs.Stop()
+	sig := &logSignal{want: "retrying", seen: make(chan struct{})}
+	cfg := DefaultSourceConfig()
+	cfg.Brokers, cfg.Topics, cfg.Group = brokers, []string{"t"}, "g"
+	cfg.MaxWait = units.Of(20 * time.Millisecond)
+	cfg.StaticMembership = false
+	cfg.Claims.Addrs = []string{rs.Addr}
+	src, err := NewSource(cfg, t.TempDir(), slog.New(slog.NewTextHandler(sig, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	// The first Read recovers (nothing pending) and then claims: both need
+	// Redis, so it waits inside until Redis is back.
+	type result struct {
+		got []string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var got []string
+		for len(got) < 10 {
+			sb, err := src.Read(ctx, 100)
+			if err != nil {
+				done <- result{got, err}
+				return
+			}
+			got = append(got, bodies(t, sb.Events)...)
+		}
+		done <- result{got, nil}
+	}()
+	<-sig.seen
+	select {
+	case r := <-done:
+		t.Fatalf("Read returned %q, %v while Redis was down", r.got, r.err)
+	default:
+	}
+	rs.Restart()
+	r := <-done
+	if r.err != nil || len(r.got) != 10 {
+		t.Fatalf("after Redis came back: %d events, %v", len(r.got), r.err)
+	}
+	claimed, err := goredis.NewClient(&goredis.Options{Addr: rs.Addr}).HGet(ctx, "sluice:claims:{g}:t:0", "claimed").Result()
+	if err != nil || claimed != "10" {
+		t.Fatalf("ledger claimed = %q, %v; want 10", claimed, err)
+	}
 }

@@ -404,7 +404,7 @@ func (s *Source) claimBatch(ctx context.Context) (map[topicPart]int64, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		s.log.Warn("kafka source: claim ledger unreachable; the batch waits", "addrs", s.cfg.Claims.Addrs, "backoff", backoff, "err", err)
+		s.log.Warn("kafka source: claim ledger unreachable; the batch waits, retrying", "addrs", s.cfg.Claims.Addrs, "backoff", backoff, "err", err)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
