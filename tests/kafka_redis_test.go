@@ -369,3 +369,83 @@ func shortfalls(got, want *orders.Totals, max int) []string {
 	}
 	return out
 }
+
+// TestRedisSinkDeadLettersBadCommands runs an agent (tail → redis sink) over
+// command records of which one is malformed and one is refused by Redis
+// (HINCRBY on a string): both end in the sink's dead-letter channel with
+// the reason, and every other record is applied.
+func TestRedisSinkDeadLettersBadCommands(t *testing.T) {
+	if os.Getenv("SLUICE_TEST_SHORT") != "" {
+		t.Skip("SLUICE_TEST_SHORT set: end-to-end test skipped")
+	}
+	dir := t.TempDir()
+	bin := buildSluice(t, dir)
+	redisSrv := testredis.Start(t)
+	rc := goredis.NewClient(&goredis.Options{Addr: redisSrv.Addr, DisableIdentity: true})
+	defer rc.Close()
+	ctx := context.Background()
+	if err := rc.Set(ctx, "plain", "text", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Join([]string{
+		`{"op":"hincrby","key":"cnt","field":"a","value":1}`,
+		`{"op":"hincrby","key":"cnt","field":"a"`,              // malformed: cut short
+		`{"op":"hincrby","key":"plain","field":"a","value":1}`, // WRONGTYPE
+		`{"op":"hincrby","key":"cnt","field":"b","value":2}`,
+		`{"op":"zincrby","key":"top","member":"x","value":3}`,
+	}, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "cmds.log"), []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "agent.toml")
+	if err := os.WriteFile(cfg, []byte(strings.NewReplacer("DIR", dir, "REDIS", redisSrv.Addr).Replace(`
+[agent]
+data_dir = "DIR/data"
+[channels.raw]
+[sources.cmds]
+type = "tail"
+output = "raw"
+[sources.cmds.config]
+paths = ["DIR/cmds.log"]
+poll_interval = "20ms"
+[sinks.redis]
+type = "redis"
+input = "raw"
+[sinks.redis.config]
+addrs = ["REDIS"]
+`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, bin, cfg, "")
+	for {
+		h := rc.HGetAll(ctx, "cnt").Val()
+		if h["a"] == "1" && h["b"] == "2" && rc.ZScore(ctx, "top", "x").Val() == 3 {
+			break
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("agent exited:\n%s", a.log)
+		case <-time.After(20 * time.Millisecond): // polling Redis, which the agent fills
+		}
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	<-a.done
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("agent did not stop cleanly: %v\n%s", err, a.log)
+	}
+	if n := deadLetters(t, bin, cfg, "redis"); n != 2 {
+		t.Fatalf("redis sink dead letters: %d, want 2 (the malformed record and the refused command)", n)
+	}
+	out, err := exec.Command(bin, "dlq", "list", "-c", cfg, "redis").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice dlq list: %v\n%s", err, out)
+	}
+	for _, want := range []string{"WRONGTYPE", "not a command record"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dead letters lack %q:\n%s", want, out)
+		}
+	}
+	if v := rc.Get(ctx, "plain").Val(); v != "text" {
+		t.Errorf("the refused command changed its key: %q", v)
+	}
+}
