@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,10 +40,15 @@ type Source struct {
 	dataDir string
 	log     *slog.Logger
 
-	msgs    chan *sarama.ConsumerMessage
-	closing chan struct{}
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	msgs chan *sarama.ConsumerMessage
+	// unreachable carries the first failed connection attempt when the
+	// cluster has not been reached since Open: Read returns it, so the
+	// pipeline marks the stage failing (/healthz not ready) and restarts
+	// it with backoff, logging one line per attempt.
+	unreachable chan error
+	closing     chan struct{}
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 
 	// Read/Ack goroutine only.
 	pos       position
@@ -145,6 +151,7 @@ func (s *Source) Open(ctx context.Context, resume []byte) error {
 		s.acked[tp] = off
 	}
 	s.msgs = make(chan *sarama.ConsumerMessage, 1024)
+	s.unreachable = make(chan error, 1)
 	s.closing = make(chan struct{})
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -158,6 +165,7 @@ func (s *Source) Open(ctx context.Context, resume []byte) error {
 func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
+	connected := false
 	for ctx.Err() == nil {
 		client, err := sarama.NewClient(s.cfg.Brokers, sc)
 		var group sarama.ConsumerGroup
@@ -165,6 +173,13 @@ func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 			if group, err = sarama.NewConsumerGroupFromClient(s.cfg.Group, client); err != nil {
 				client.Close()
 			}
+		}
+		if err != nil && !connected {
+			select {
+			case s.unreachable <- fmt.Errorf("kafka: cannot reach the cluster at %s: %w", strings.Join(s.cfg.Brokers, ", "), err):
+			default:
+			}
+			return // Read hands the error to the pipeline, which restarts the source
 		}
 		if err != nil {
 			s.log.Warn("kafka source: cannot reach the cluster; retrying", "brokers", s.cfg.Brokers, "backoff", backoff, "err", err)
@@ -176,6 +191,7 @@ func (s *Source) run(ctx context.Context, sc *sarama.Config) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		connected = true
 		s.mu.Lock()
 		s.client = client
 		s.version = sc.Version
@@ -319,6 +335,8 @@ func (s *Source) Read(ctx context.Context, max int) (pipeline.SourceBatch, error
 		select {
 		case m := <-s.msgs:
 			take(m)
+		case err := <-s.unreachable:
+			return pipeline.SourceBatch{}, err
 		case <-ctx.Done():
 			return pipeline.SourceBatch{}, ctx.Err()
 		}
