@@ -11,16 +11,17 @@ import (
 )
 
 // startFleetClient connects the agent to the OpAMP server of cfg's
-// [agent.opamp] table, if it has one: remote configs go through r (the same
-// validate-then-apply path as a local reload) and health is computed from
-// status. The returned stop disconnects; it is safe to call when the table
-// is absent. The agent runs on unchanged while the server is away.
+// [agent.opamp] table, if it has one: remote configs go through r, the
+// fleet.Applier (the same validate-then-apply path as a local reload), and
+// health is computed from status. The returned stop disconnects; it is safe
+// to call when the table is absent. The agent runs on unchanged while the
+// server is away.
 func startFleetClient(ctx context.Context, cfg *config.File, log *slog.Logger, r *reloader, status func() admin.Status) (stop func(), err error) {
 	if !cfg.Agent.OpAMP.Enabled() {
 		return func() {}, nil
 	}
 	c, err := fleet.StartClient(ctx, fleet.ClientOptions{
-		Config: cfg, Version: version, Applier: fleetApplier{r}, Status: status, Logger: log,
+		Config: cfg, Version: version, Applier: r, Status: status, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -32,21 +33,4 @@ func startFleetClient(ctx context.Context, cfg *config.File, log *slog.Logger, r
 			log.Warn("opamp: stop", "err", err)
 		}
 	}, nil
-}
-
-// fleetApplier gives the fleet client the reloader's apply path and the
-// text of the running config.
-type fleetApplier struct{ r *reloader }
-
-func (a fleetApplier) ApplyBytes(ctx context.Context, name string, text []byte) error {
-	return a.r.ApplyBytes(ctx, name, text)
-}
-
-// CurrentText reads the text the running config was parsed from. (It reads
-// the reloader's field under its lock; a CurrentText method on reloader
-// would be the cleaner home.)
-func (a fleetApplier) CurrentText() []byte {
-	a.r.mu.Lock()
-	defer a.r.mu.Unlock()
-	return a.r.curText
 }

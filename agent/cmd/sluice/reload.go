@@ -149,6 +149,16 @@ func (r *reloader) Current() *config.File {
 	return r.cur
 }
 
+// CurrentText returns the text the running config was parsed from, however
+// it got there (the config file, a reload, a remote config): the fleet
+// client merges remote configs into it. The slice is never written to; a
+// new config replaces it.
+func (r *reloader) CurrentText() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.curText
+}
+
 // counts returns the number of applied and rejected reloads so far.
 func (r *reloader) counts() (applied, rejected int) {
 	r.mu.Lock()
