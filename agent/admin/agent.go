@@ -93,6 +93,10 @@ type Status struct {
 	Channels    []ChannelStatus   `json:"channels"`
 	Plugins     []PluginStatus    `json:"plugins,omitempty"`
 	ReloadError string            `json:"reload_error,omitempty"` // the last failed reload's error, "" after a good one
+	// ReloadsApplied and ReloadsRejected count the reloads since the agent
+	// started, whatever triggered them (file, SIGHUP, API, remote config).
+	ReloadsApplied  uint64 `json:"reloads_applied"`
+	ReloadsRejected uint64 `json:"reloads_rejected"`
 }
 
 // ComponentStatus are the state and counters of one stage (summed over its

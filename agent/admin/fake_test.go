@@ -37,7 +37,8 @@ func newFakeAgent() *fakeAgent {
 			Edges: []admin.Edge{{From: "source/orders_log", To: "channel/raw"}, {From: "channel/raw", To: "sink/out"}},
 		},
 		status: admin.Status{
-			State: admin.StateRunning,
+			State:          admin.StateRunning,
+			ReloadsApplied: 4, ReloadsRejected: 1,
 			Components: []admin.ComponentStatus{
 				{Name: "orders_log", Kind: admin.KindSource, State: admin.StateRunning, EventsOut: 100, BytesOut: 2000},
 				{Name: "out", Kind: admin.KindSink, State: admin.StateRunning, EventsIn: 90, EventsFailed: 3, DeadLettered: 2, BytesIn: 1800,

@@ -10,7 +10,7 @@ import (
 type collector struct {
 	agent Agent
 
-	agentState, reloadFailed                                     *prometheus.Desc
+	agentState, reloadFailed, reloads                            *prometheus.Desc
 	compState, restarts, in, out, failed, dlq, bytesIn, bytesOut *prometheus.Desc
 	latency                                                      *prometheus.Desc
 	depthEvents, depthBytes, diskBytes, appends, lowDisk         *prometheus.Desc
@@ -30,6 +30,7 @@ func newCollector(a Agent) *collector {
 		agent:         a,
 		agentState:    d("agent_state", "1 for the agent's current state, 0 for the others.", []string{"state"}),
 		reloadFailed:  d("reload_failed", "1 when the last reload was rejected (the previous config keeps running).", nil),
+		reloads:       d("reloads_total", "Reloads since the agent started, by result: applied or rejected (the previous config kept).", []string{"result"}),
 		compState:     d("component_state", "1 for the component's current state, 0 for the others.", []string{"component", "kind", "state"}),
 		restarts:      d("component_restarts_total", "Restarts of the component after a failure.", comp),
 		in:            d("component_events_in_total", "Events the component read.", comp),
@@ -51,7 +52,7 @@ func newCollector(a Agent) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.agentState, c.reloadFailed, c.compState, c.restarts, c.in, c.out, c.failed, c.dlq,
+	for _, d := range []*prometheus.Desc{c.agentState, c.reloadFailed, c.reloads, c.compState, c.restarts, c.in, c.out, c.failed, c.dlq,
 		c.bytesIn, c.bytesOut, c.latency, c.depthEvents, c.depthBytes, c.diskBytes, c.appends, c.lowDisk,
 		c.pluginMem, c.pluginGuest, c.pluginCounter} {
 		ch <- d
@@ -74,6 +75,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		mc(c.agentState, prometheus.GaugeValue, b2f(st.State == s), string(s))
 	}
 	mc(c.reloadFailed, prometheus.GaugeValue, b2f(st.ReloadError != ""))
+	mc(c.reloads, prometheus.CounterValue, float64(st.ReloadsApplied), "applied")
+	mc(c.reloads, prometheus.CounterValue, float64(st.ReloadsRejected), "rejected")
 	for _, x := range st.Components {
 		for _, s := range allStates {
 			mc(c.compState, prometheus.GaugeValue, b2f(x.State == s), x.Name, x.Kind, string(s))

@@ -252,6 +252,8 @@ func TestMetricsParse(t *testing.T) {
 		{"sluice_plugin_counter", map[string]string{"component": "out", "name": "bad_lines"}, 5},
 		{"sluice_agent_state", map[string]string{"state": "running"}, 1},
 		{"sluice_reload_failed", nil, 0},
+		{"sluice_reloads_total", map[string]string{"result": "applied"}, 4},
+		{"sluice_reloads_total", map[string]string{"result": "rejected"}, 1},
 	} {
 		got, ok := value(tc.name, tc.labels)
 		if !ok || got != tc.want {

@@ -29,6 +29,10 @@ type Options struct {
 	// Reload applies the config again (issue 6 reload); nil makes Reload
 	// fail with "reload is not available".
 	Reload func(ctx context.Context) error
+	// ReloadCounts returns the reloads applied and rejected so far, for
+	// Status (the reloader counts them; every trigger goes through it, not
+	// only Reload). nil reports none.
+	ReloadCounts func() (applied, rejected int)
 	// Results, when set, is where the dashboard reads results (e.g.
 	// RedisResults when the pipeline writes to Redis); otherwise the store
 	// sink named ResultsStage, or the config's first store sink when "".
@@ -158,6 +162,10 @@ func (a *Agent) Status() admin.Status {
 	state, reloadErr := a.state, a.reloadErr
 	a.mu.Unlock()
 	st := admin.Status{State: state, ReloadError: reloadErr, Components: []admin.ComponentStatus{}, Channels: []admin.ChannelStatus{}}
+	if a.opts.ReloadCounts != nil {
+		applied, rejected := a.opts.ReloadCounts()
+		st.ReloadsApplied, st.ReloadsRejected = uint64(applied), uint64(rejected)
+	}
 	for _, s := range stages {
 		c := admin.ComponentStatus{Name: s.Name, Kind: s.Kind, State: state, LastError: s.LastError, Restarts: s.Restarts,
 			EventsIn: s.EventsIn, EventsOut: s.EventsOut, DeadLettered: s.Rejected, BytesIn: s.BytesIn, BytesOut: s.BytesOut,

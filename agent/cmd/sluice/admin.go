@@ -30,10 +30,13 @@ const fallbackAdminAddr = "127.0.0.1:0"
 // API off, starts its HTTP server. With fallback an address in use moves
 // the server to an ephemeral loopback port. The returned close stops the
 // server and releases what it holds; it is safe to call once the agent has
-// stopped. srv is nil when the admin API is off. reload is what POST
-// /api/reload runs (reloader.ReloadFile).
-func startAdmin(ctx context.Context, a *topology.Agent, cfg *config.File, log *slog.Logger, fallback bool, reload func(context.Context) error) (adm *topoagent.Agent, srv *admin.Server, close func(), err error) {
-	opts := topoagent.Options{Reload: reload}
+// stopped. srv is nil when the admin API is off. POST /api/reload runs rl
+// (trigger "api"), and the status's reload counts are rl's.
+func startAdmin(ctx context.Context, a *topology.Agent, cfg *config.File, log *slog.Logger, fallback bool, rl *reloader) (adm *topoagent.Agent, srv *admin.Server, close func(), err error) {
+	opts := topoagent.Options{
+		Reload:       func(ctx context.Context) error { return rl.reloadFile(ctx, "api") },
+		ReloadCounts: rl.counts,
+	}
 	var rdb goredis.UniversalClient
 	if !hasSinkType(cfg, "store") {
 		if rdb = redisResultsClient(cfg); rdb != nil {

@@ -52,7 +52,8 @@ type lastGood struct {
 // validate-then-apply (topology.Agent.Reload). All methods are safe for
 // concurrent use; applies are serialised. Every outcome is logged ("reload
 // applied" / "reload rejected"), recorded in the admin status
-// (reload_error, and the sluice_reload_failed metric derived from it), and
+// (reload_error, and the sluice_reload_failed metric derived from it; the
+// counts as sluice_reloads_total{result="applied|rejected"}), and
 // a good config becomes the last good one in the data directory.
 type reloader struct {
 	path string // the config file ReloadFile reads; "" when there is none

@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/sluicehq/sluice/agent/admin"
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/plugintool"
@@ -104,6 +108,35 @@ func (h *reloadHarness) waitStatus(what string, ok func(admin.Status) bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// reloadMetrics reads sluice_reloads_total from /metrics, parsed as
+// Prometheus' text format, by result label.
+func (h *reloadHarness) reloadMetrics() map[string]float64 {
+	h.t.Helper()
+	code, body := httpDo(h.t, "GET", h.url+"metrics", "")
+	if code != http.StatusOK {
+		h.t.Fatalf("/metrics: %d %s", code, body)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		h.t.Fatalf("parse /metrics: %v", err)
+	}
+	got := map[string]float64{}
+	if f := fams["sluice_reloads_total"]; f != nil {
+		if f.GetType() != dto.MetricType_COUNTER {
+			h.t.Fatalf("sluice_reloads_total is a %v, want a counter", f.GetType())
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "result" {
+					got[l.GetValue()] = m.Counter.GetValue()
+				}
+			}
+		}
+	}
+	return got
 }
 
 // writeRename replaces the config file the way editors and config managers
@@ -257,6 +290,15 @@ func TestReloadTriggers(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(h.path); string(b) != second {
 		t.Error("ApplyBytes rewrote the config file")
+	}
+
+	// The counts, whatever the trigger, are in /api/status and counters on
+	// /metrics.
+	h.waitStatus("reloads_applied 6, reloads_rejected 3", func(st admin.Status) bool {
+		return st.ReloadsApplied == 6 && st.ReloadsRejected == 3
+	})
+	if got := h.reloadMetrics(); got["applied"] != 6 || got["rejected"] != 3 || len(got) != 2 {
+		t.Errorf("sluice_reloads_total by result %v, want applied 6, rejected 3", got)
 	}
 
 	// Events still flow end to end after all of it.

@@ -178,8 +178,7 @@ func runAgentFor(ctx context.Context, cfg *config.File, log *slog.Logger, stdout
 		text, _ = os.ReadFile(path) // only what ApplyBytes-free reapply uses; the file was just parsed
 	}
 	rl := newReloader(path, cfg, text, a, log)
-	adm, srv, closeAdmin, err := startAdmin(ctx, a, cfg, log, opts.AdminFallback || cfg.Agent.AdminAddrDefault,
-		func(ctx context.Context) error { return rl.reloadFile(ctx, "api") })
+	adm, srv, closeAdmin, err := startAdmin(ctx, a, cfg, log, opts.AdminFallback || cfg.Agent.AdminAddrDefault, rl)
 	if err != nil {
 		a.Stop(context.Background())
 		return err
