@@ -1,13 +1,10 @@
 package forward
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/sluicehq/sluice/plugins/internal/tlsconf"
@@ -47,19 +44,8 @@ type SourceConfig struct {
 	Listen string `toml:"listen"`
 	// MaxFrameBytes bounds one received batch; a bigger frame is refused
 	// with an error naming both sizes.
-	MaxFrameBytes units.Size `toml:"max_frame_bytes"`
-	TLS           ServerTLS  `toml:"tls"`
-}
-
-// ServerTLS is the forward source's [tls] table.
-type ServerTLS struct {
-	Enable bool `toml:"enable"`
-	// CertFile and KeyFile are the receiver's certificate and key (PEM).
-	CertFile string `toml:"cert_file"`
-	KeyFile  string `toml:"key_file"`
-	// ClientCAFile, when set, requires every sender to present a client
-	// certificate signed by one of these PEM roots (mutual TLS).
-	ClientCAFile string `toml:"client_ca_file"`
+	MaxFrameBytes units.Size     `toml:"max_frame_bytes"`
+	TLS           tlsconf.Server `toml:"tls"`
 }
 
 // DefaultSinkConfig returns the defaults that apply to keys a file leaves out.
@@ -104,45 +90,10 @@ func (c SourceConfig) Validate() error {
 	} else if c.MaxFrameBytes.Bytes < 4096 || c.MaxFrameBytes.Bytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("max_frame_bytes: %s is outside 4KiB..1GiB", units.FormatSize(c.MaxFrameBytes.Bytes)))
 	}
-	if c.TLS.Enable {
-		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
-			errs = append(errs, errors.New("tls.cert_file, tls.key_file: both are required when tls.enable = true"))
-		}
-		for _, f := range []struct{ key, path string }{{"cert_file", c.TLS.CertFile}, {"key_file", c.TLS.KeyFile}, {"client_ca_file", c.TLS.ClientCAFile}} {
-			if f.path == "" {
-				continue
-			}
-			if _, err := os.Stat(f.path); err != nil {
-				errs = append(errs, fmt.Errorf("tls.%s: %v", f.key, err))
-			}
-		}
+	if err := c.TLS.Validate("tls"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// build returns the server TLS config, or nil when TLS is off.
-func (c ServerTLS) build() (*tls.Config, error) {
-	if !c.Enable {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls.cert_file/key_file: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.client_ca_file: %s holds no PEM certificate", c.ClientCAFile)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
 }
 
 func positive(key string, d units.Duration) []error {

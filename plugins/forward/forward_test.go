@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/pipeline"
+	"github.com/sluicehq/sluice/plugins/internal/tlsconf"
 	"github.com/sluicehq/sluice/plugins/internal/units"
 )
 
@@ -352,7 +353,7 @@ func TestConfigErrorsNameTheirKeys(t *testing.T) {
 	}
 	rc := DefaultSourceConfig()
 	rc.MaxFrameBytes = units.Bytes(10)
-	rc.TLS = ServerTLS{Enable: true, ClientCAFile: "/nonexistent/ca.pem"}
+	rc.TLS = tlsconf.Server{Enable: true, ClientCAFile: "/nonexistent/ca.pem"}
 	err = rc.Validate()
 	for _, want := range []string{"max_frame_bytes: 10B is outside", "tls.cert_file, tls.key_file: both are required", "tls.client_ca_file:"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -369,7 +370,7 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	writeLeaf(t, dir, "server", ca, caKey, true)
 	writeLeaf(t, dir, "client", ca, caKey, false)
 	cfg := testSourceConfig()
-	cfg.TLS = ServerTLS{Enable: true, CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem"),
+	cfg.TLS = tlsconf.Server{Enable: true, CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem"),
 		ClientCAFile: filepath.Join(dir, "ca.pem")}
 	r := newReceiver(t, cfg)
 

@@ -93,7 +93,7 @@ func NewSource(cfg SourceConfig, logger *slog.Logger) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tc, err := cfg.TLS.build()
+	tc, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, err
 	}
