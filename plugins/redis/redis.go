@@ -51,6 +51,23 @@ type Sink struct {
 	fences map[string]string // fence key → fence this sink knows is stored
 	mapper *mapper           // mapping mode, or nil for command records
 	mapped []command.Command
+	hincr  []*hincrSlot // reused HINCRBY commands, standalone and Sentinel only
+}
+
+// hincrSlot is one HINCRBY command kept from batch to batch. Its arguments
+// point at the slot's fields, so the next batch refills the fields instead
+// of allocating a command, an argument slice and three boxed values per
+// record — HINCRBY is what aggregating bolts emit most.
+type hincrSlot struct {
+	key, field string
+	incr       int64
+	cmd        *goredis.IntCmd
+}
+
+func newHincrSlot() *hincrSlot {
+	h := &hincrSlot{}
+	h.cmd = goredis.NewIntCmd(context.Background(), "hincrby", &h.key, &h.field, &h.incr)
+	return h
 }
 
 type item struct {
@@ -115,6 +132,10 @@ func (s *Sink) Open(ctx context.Context) error {
 		MaxRetries:      -1,
 		DialerRetries:   1,
 		DisableIdentity: true,
+		// RESP2: the sink needs no push notifications, and under RESP3
+		// go-redis checks for them before every reply it reads — twice per
+		// command in a transaction (QUEUED, then the result).
+		Protocol: 2,
 	})
 	return nil
 }
@@ -129,34 +150,19 @@ func (s *Sink) Close(ctx context.Context) error {
 	return err
 }
 
-// parseSplit is the batch size from which parsing is split between two
-// goroutines: decoding JSON is most of the sink's own CPU time, and the
-// machine's other cores are idle while it runs.
-const parseSplit = 256
-
 // parse decodes s.bodies into s.cmds and returns the rejects.
+//
+// One goroutine: splitting the batch over two measured no faster on the
+// shared two-core machine (redis-server needs the other core), and the
+// hand-written decoder takes ≈ 0.15–0.25 µs a record.
 func (s *Sink) parse() []pipeline.Reject {
 	n := len(s.bodies)
 	if cap(s.parsed) < n {
 		s.parsed = make([]parsed, n)
 	}
 	s.parsed = s.parsed[:n]
-	one := func(from, to int) {
-		for i := from; i < to; i++ {
-			s.parsed[i].cmd, s.parsed[i].err = command.ParseAliased(s.bodies[i])
-		}
-	}
-	if n < parseSplit {
-		one(0, n)
-	} else {
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			one(n/2, n)
-		}()
-		one(0, n/2)
-		wg.Wait()
+	for i := range s.parsed {
+		s.parsed[i].cmd, s.parsed[i].err = command.ParseAliased(s.bodies[i])
 	}
 	var rejects []pipeline.Reject
 	s.cmds = s.cmds[:0]
@@ -338,9 +344,30 @@ func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]
 func (s *Sink) exec(ctx context.Context, txPipelined func(context.Context, func(goredis.Pipeliner) error) ([]goredis.Cmder, error),
 	fenceKey, fv string, items []item, prev *string) ([]pipeline.Reject, error) {
 	var fenceCmd *goredis.Cmd
+	// A cluster client caches each command's hash slot in the command, so
+	// commands are reused only outside cluster mode.
+	reuse := s.cfg.Mode != ModeCluster
+	used := 0
+	defer func() {
+		for _, h := range s.hincr[:used] {
+			h.key, h.field = "", "" // drop references into the batch
+		}
+	}()
 	cmds, err := txPipelined(ctx, func(p goredis.Pipeliner) error {
 		for i := range items {
-			queue(ctx, p, &items[i].cmd)
+			c := &items[i].cmd
+			if reuse && c.Op == "hincrby" {
+				if used == len(s.hincr) {
+					s.hincr = append(s.hincr, newHincrSlot())
+				}
+				h := s.hincr[used]
+				used++
+				h.key, h.field, h.incr = c.Key, c.Field, c.Int
+				h.cmd.SetErr(nil)
+				_ = p.Process(ctx, h.cmd)
+				continue
+			}
+			queue(ctx, p, c)
 		}
 		fenceCmd = p.Do(ctx, "set", fenceKey, fv, "get")
 		return nil

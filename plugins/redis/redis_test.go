@@ -222,6 +222,46 @@ func TestMalformedAndRefusedCommandsAreRejectedTheRestApplied(t *testing.T) {
 	}
 }
 
+// The sink reuses its HINCRBY commands from batch to batch: a refusal,
+// key or field of one batch must not show up in the next.
+func TestReusedCommandsCarryNothingOverBetweenBatches(t *testing.T) {
+	srv := testredis.Start(t)
+	s := open(t, srv.Addr, "")
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	rc.Set(ctx, "str", "x", 0)
+	rej, err := s.Write(ctx, batchOf(
+		`{"op":"hincrby","key":"str","field":"f","value":1}`, // WRONGTYPE
+		`{"op":"hincrby","key":"a","field":"f","value":2}`,
+		`{"op":"hincrby","key":"a","field":"g","value":3}`,
+	), pipeline.Fence{Stream: "x", Offset: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 1 || rej[0].Index != 0 || !strings.Contains(rej[0].Reason, "WRONGTYPE") {
+		t.Fatalf("batch 1 rejects %+v, want only 0 (WRONGTYPE)", rej)
+	}
+	rej, err = s.Write(ctx, batchOf(
+		`{"op":"hincrby","key":"b","field":"h","value":4}`,
+		`{"op":"hset","key":"c","field":"f","value":"v"}`,
+		`{"op":"hincrby","key":"b","field":"h","value":-1}`,
+	), pipeline.Fence{Stream: "x", Offset: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rej) != 0 {
+		t.Fatalf("batch 2 rejects %+v, want none", rej)
+	}
+	got := map[string]map[string]string{}
+	for _, k := range []string{"a", "b", "c"} {
+		got[k] = rc.HGetAll(ctx, k).Val()
+	}
+	want := map[string]map[string]string{"a": {"f": "2", "g": "3"}, "b": {"h": "3"}, "c": {"f": "v"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("hashes %v, want %v", got, want)
+	}
+}
+
 func TestRedisKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
 	// appendfsync always: what Redis acknowledged survives its kill -9, as
 	// a real deployment with persistence would promise.

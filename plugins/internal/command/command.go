@@ -217,7 +217,7 @@ func check(r *record) (Command, error) {
 	case "hincrby":
 		if r.value == nil {
 			need = append(need, "value")
-		} else if c.Int, err = strconv.ParseInt(string(r.value), 10, 64); err != nil {
+		} else if c.Int, err = parseInt(r.value); err != nil {
 			return Command{}, fmt.Errorf("hincrby: value %s is not an integer", Clip(r.value))
 		}
 	case "hincrbyfloat", "zincrby":
@@ -252,7 +252,7 @@ func check(r *record) (Command, error) {
 			if c.Op == "expire" {
 				need = append(need, "ttl_ms")
 			}
-		} else if c.TTLms, err = strconv.ParseInt(string(r.ttl), 10, 64); err != nil {
+		} else if c.TTLms, err = parseInt(r.ttl); err != nil {
 			return Command{}, fmt.Errorf("%s: ttl_ms %s is not an integer", c.Op, Clip(r.ttl))
 		} else {
 			c.HasTTL = true
@@ -290,6 +290,29 @@ func jsonFields(raw []byte) (map[string]string, error) {
 	var m map[string]string
 	err := json.Unmarshal(raw, &m)
 	return m, err
+}
+
+// parseInt is strconv.ParseInt(string(b), 10, 64) with a short cut for
+// the usual up to 18 plain digits, which cannot overflow.
+func parseInt(b []byte) (int64, error) {
+	d := b
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 18 {
+		return strconv.ParseInt(string(b), 10, 64)
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return strconv.ParseInt(string(b), 10, 64)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if len(d) < len(b) {
+		n = -n
+	}
+	return n, nil
 }
 
 func parseNumber(raw json.RawMessage) (float64, error) {

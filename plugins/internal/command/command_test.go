@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -90,6 +91,12 @@ func FuzzFastAgreesWithJSON(f *testing.F) {
 		`{"op":"publish","channel":"c","message":"\u00e9"}`,
 		`{"op":"set","key":"k","value":"v"}x`,
 		`{"op":"hset","key":"k","field":"f","value":"é"}`,
+		"{\"op\":\"hset\",\"key\":\"k\xff\",\"field\":\"f\",\"value\":\"v\"}",
+		"{\"op\":\"hset\",\"key\":\"k\",\"field\":\"f\tg\",\"value\":\"v\"}",
+		`{"op":"hincrby","key":"k","field":"f","value":-9223372036854775808}`,
+		`{"op":"hincrby","key":"k","field":"f","value":9223372036854775808}`,
+		`{"op":"hincrby","key":"k","field":"f","value":-123456789012345678}`,
+		`{"op":"expire","key":"k","ttl_ms":-0}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -139,6 +146,20 @@ func TestParseAliasedEqualsParse(t *testing.T) {
 		b, errB := ParseAliased([]byte(s))
 		if fmt.Sprint(a, errA) != fmt.Sprint(b, errB) {
 			t.Errorf("%s: Parse %v %v, ParseAliased %v %v", s, a, errA, b, errB)
+		}
+	}
+}
+
+// parseInt's short cut must agree with strconv.ParseInt, which it stands
+// in for, on the edges of the short cut and of int64.
+func TestParseIntAgreesWithStrconv(t *testing.T) {
+	for _, s := range []string{"0", "-0", "7", "-7", "007", "+5", "", "-", "--1", "1a", "1.5", "1e3",
+		"123456789012345678", "-123456789012345678", "1234567890123456789",
+		"9223372036854775807", "-9223372036854775808", "9223372036854775808", "-9223372036854775809"} {
+		got, gerr := parseInt([]byte(s))
+		want, werr := strconv.ParseInt(s, 10, 64)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Errorf("parseInt(%q) = %d, %v; strconv: %d, %v", s, got, gerr, want, werr)
 		}
 	}
 }

@@ -157,29 +157,51 @@ func plainString(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return nil, 0, false
 	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
+	j := i + 1
+	// One table look-up a byte over the usual all-ASCII run; UTF-8 is
+	// validated only for strings that have a byte ≥ 0x80.
+	for j < len(b) && plainByte[b[j]] == byteASCII {
+		j++
+	}
+	utf := false
+	for ; j < len(b); j++ {
+		switch plainByte[b[j]] {
+		case byteQuote:
 			s := b[i+1 : j]
-			if !ascii(s) && !utf8.Valid(s) {
+			if utf && !utf8.Valid(s) {
 				return nil, 0, false
 			}
 			return s, j + 1, true
-		case c == '\\' || c < 0x20:
+		case byteStop:
 			return nil, 0, false
+		case byteHigh:
+			utf = true
 		}
 	}
 	return nil, 0, false
 }
 
-func ascii(s []byte) bool {
-	for _, c := range s {
-		if c >= 0x80 {
-			return false
+// Byte classes inside a JSON string, for plainString.
+const (
+	byteASCII = iota // printable ASCII other than '"' and '\'
+	byteQuote        // '"': the end
+	byteStop         // '\' or a control character: not a plain string
+	byteHigh         // ≥ 0x80: part of a UTF-8 sequence
+)
+
+var plainByte = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c == '"':
+			t[c] = byteQuote
+		case c == '\\' || c < 0x20:
+			t[c] = byteStop
+		case c >= 0x80:
+			t[c] = byteHigh
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // toString copies b, or with alias returns a string sharing b's memory.
 func toString(b []byte, alias bool) string {
