@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/registry"
 	"github.com/sluicehq/sluice/agent/topology"
+	"github.com/sluicehq/sluice/internal/atomicfile"
 )
 
 // reloadDebounce is how long the file watcher waits after the last event
@@ -249,37 +250,15 @@ func saveLastGood(dataDir, source string, text []byte) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dataDir, lastGoodFile), text); err != nil {
+	if err := atomicfile.Write(filepath.Join(dataDir, lastGoodFile), text); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dataDir, lastGoodMeta), append(meta, '\n'))
+	return atomicfile.Write(filepath.Join(dataDir, lastGoodMeta), append(meta, '\n'))
 }
 
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.Mode().IsRegular()
-}
-
-// writeFileAtomic replaces path with b: a reader (or a crash) sees the old
-// file or the new one, never a part.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func readLastGoodMeta(dataDir string) (lastGood, error) {

@@ -24,6 +24,8 @@ import (
 
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/sluicehq/sluice/internal/atomicfile"
 )
 
 // MaxPackageBytes bounds one download (a WASM plugin is a few MiB at most).
@@ -95,27 +97,7 @@ func (s *Store) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.statePath(), raw)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(s.statePath(), raw)
 }
 
 // AllPackagesHash implements types.PackagesStateProvider.
@@ -221,7 +203,7 @@ func (s *Store) UpdateContent(ctx context.Context, name string, data io.Reader, 
 	if !bytes.HasPrefix(content, wasmMagic) {
 		return fmt.Errorf("package %s: not a WebAssembly module (no \\0asm header)", name)
 	}
-	return writeAtomic(s.Path(name), content)
+	return atomicfile.Write(s.Path(name), content)
 }
 
 // DeletePackage implements types.PackagesStateProvider.
