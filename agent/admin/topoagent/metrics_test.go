@@ -70,25 +70,7 @@ func TestMetricsOfARealTopology(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "in.log"), []byte(log.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("echo.toml", fmt.Appendf(nil, echoConfig, dir), registry.Builtin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	topo, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Stop(context.Background()) })
-	adapter := topoagent.New(topo, cfg, topoagent.Options{})
-	srv, err := admin.New(adapter, admin.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop(context.Background()) })
-	base := "http://" + srv.Addr()
+	topo, adapter, base := serveTopology(t, ctx, "echo.toml", fmt.Sprintf(echoConfig, dir), topology.Options{})
 
 	if code, reasons := health(t, base); code != http.StatusServiceUnavailable || !strings.Contains(reasons, "agent is starting") {
 		t.Fatalf("healthz before start: %d %s, want 503 naming the start", code, reasons)
@@ -140,6 +122,32 @@ func TestMetricsOfARealTopology(t *testing.T) {
 	if code, reasons := health(t, base); code != http.StatusServiceUnavailable || !strings.Contains(reasons, "agent is draining") {
 		t.Fatalf("healthz while draining: %d %s, want 503 naming the drain", code, reasons)
 	}
+}
+
+// serveTopology builds the topology of the config text (not started) and
+// an admin server over it on a loopback port; both stop when the test ends.
+// base is the server's http:// address.
+func serveTopology(t *testing.T, ctx context.Context, name, text string, opts topology.Options) (*topology.Agent, *topoagent.Agent, string) {
+	t.Helper()
+	cfg, err := config.Parse(name, []byte(text), registry.Builtin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, err := topology.Build(ctx, cfg, registry.Builtin(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { topo.Stop(context.Background()) })
+	adapter := topoagent.New(topo, cfg, topoagent.Options{})
+	srv, err := admin.New(adapter, admin.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	return topo, adapter, "http://" + srv.Addr()
 }
 
 func health(t *testing.T, base string) (int, string) {
@@ -236,26 +244,9 @@ input = "lines"
 [sinks.out.config]
 path = "%[1]s/blocker/out.log"
 `
-	cfg, err := config.Parse("broken.toml", fmt.Appendf(nil, cfgText, dir), registry.Builtin())
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A short maximum backoff, so that the fixed sink restarts soon.
-	topo, err := topology.Build(ctx, cfg, registry.Builtin(), topology.Options{Pipeline: pipeline.Spec{MaxBackoff: 200 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { topo.Stop(context.Background()) })
-	adapter := topoagent.New(topo, cfg, topoagent.Options{})
-	srv, err := admin.New(adapter, admin.Config{Addr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop(context.Background()) })
-	base := "http://" + srv.Addr()
+	topo, adapter, base := serveTopology(t, ctx, "broken.toml", fmt.Sprintf(cfgText, dir),
+		topology.Options{Pipeline: pipeline.Spec{MaxBackoff: 200 * time.Millisecond}})
 	if err := topo.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
