@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -72,7 +73,7 @@ func (a *Agent) RemoveStaleTaps() error {
 		return nil
 	}
 	var errs []error
-	for _, name := range sortedNames(cfg.Channels) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Channels)) {
 		if ch, ok := a.channel(name); ok {
 			errs = append(errs, RemoveTapReaders(ch))
 		}
@@ -136,7 +137,7 @@ func TopologyOf(cfg *config.File) admin.Topology {
 			t.Edges = append(t.Edges, admin.Edge{From: id, To: admin.NodeID(admin.KindChannel, out)})
 		}
 	}
-	for _, name := range sortedNames(cfg.Channels) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Channels)) {
 		typ := cfg.Channels[name].Type
 		if typ == "" {
 			typ = "file"
@@ -176,7 +177,7 @@ func (a *Agent) Status() admin.Status {
 		}
 		st.Components = append(st.Components, c)
 	}
-	for _, name := range sortedNames(chans) {
+	for _, name := range slices.Sorted(maps.Keys(chans)) {
 		cs := chans[name]
 		st.Channels = append(st.Channels, admin.ChannelStatus{Name: name, DepthEvents: cs.DepthEvents, DepthBytes: cs.DepthBytes,
 			DiskBytes: cs.DiskBytes, Appends: cs.Appends, LowDisk: cs.LowDisk})
@@ -209,7 +210,7 @@ func (a *Agent) Results() admin.ResultsReader {
 	}
 	name := a.opts.ResultsStage
 	if name == "" {
-		for _, n := range sortedNames(cfg.Sinks) {
+		for _, n := range slices.Sorted(maps.Keys(cfg.Sinks)) {
 			if cfg.Sinks[n].Type == "store" {
 				name = n
 				break
@@ -258,13 +259,4 @@ func (a *Agent) Reload(ctx context.Context) error {
 	err := a.opts.Reload(ctx)
 	a.SetReloadError(err)
 	return err
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -102,7 +103,7 @@ func fleetLs(args []string, stdout io.Writer) error {
 		health := a.State
 		if !a.Healthy {
 			health = "UNHEALTHY " + health
-			for _, k := range sortedKeysOf(a.Components) {
+			for _, k := range slices.Sorted(maps.Keys(a.Components)) {
 				if c := a.Components[k]; !c.Healthy {
 					health += " " + k
 				}
@@ -118,7 +119,7 @@ func fleetLs(args []string, stdout io.Writer) error {
 			cfg += ": " + firstLine(a.Config.Error)
 		}
 		var pkgs []string
-		for _, k := range sortedKeysOf(a.Packages) {
+		for _, k := range slices.Sorted(maps.Keys(a.Packages)) {
 			p := a.Packages[k]
 			st := k + "=" + p.Status
 			if p.Status == "install_failed" && p.AgentHas != "" {
@@ -198,18 +199,9 @@ func fleetSign(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func sortedKeysOf[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 func formatLabels(m map[string]string) string {
 	var parts []string
-	for _, k := range sortedKeysOf(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, k+"="+m[k])
 	}
 	return orDash(strings.Join(parts, ","))
