@@ -51,7 +51,8 @@ type Sink struct {
 	fences map[string]string // fence key → fence this sink knows is stored
 	mapper *mapper           // mapping mode, or nil for command records
 	mapped []command.Command
-	hincr  []*hincrSlot // reused HINCRBY commands, standalone and Sentinel only
+	hincr  []*hincrSlot // reused commands, standalone and Sentinel only
+	three  []*threeSlot
 }
 
 // hincrSlot is one HINCRBY command kept from batch to batch. Its arguments
@@ -68,6 +69,22 @@ func newHincrSlot() *hincrSlot {
 	h := &hincrSlot{}
 	h.cmd = goredis.NewIntCmd(context.Background(), "hincrby", &h.key, &h.field, &h.incr)
 	return h
+}
+
+// threeSlot is the same for a command of three string arguments
+// (HINCRBYFLOAT, ZINCRBY, HSET); args[0], the command's name, is set per
+// use from a constant, which boxes without allocating.
+type threeSlot struct {
+	a, b, c string
+	args    []any // shared with cmd
+	cmd     *goredis.Cmd
+}
+
+func newThreeSlot() *threeSlot {
+	t := &threeSlot{}
+	t.args = []any{"", &t.a, &t.b, &t.c}
+	t.cmd = goredis.NewCmd(context.Background(), t.args...)
+	return t
 }
 
 type item struct {
@@ -347,16 +364,34 @@ func (s *Sink) exec(ctx context.Context, txPipelined func(context.Context, func(
 	// A cluster client caches each command's hash slot in the command, so
 	// commands are reused only outside cluster mode.
 	reuse := s.cfg.Mode != ModeCluster
-	used := 0
+	used, usedThree := 0, 0
 	defer func() {
 		for _, h := range s.hincr[:used] {
 			h.key, h.field = "", "" // drop references into the batch
 		}
+		for _, t := range s.three[:usedThree] {
+			t.a, t.b, t.c = "", "", ""
+		}
 	}()
+	three := func(p goredis.Pipeliner, op any, a, b, c string) {
+		if usedThree == len(s.three) {
+			s.three = append(s.three, newThreeSlot())
+		}
+		t := s.three[usedThree]
+		usedThree++
+		t.args[0], t.a, t.b, t.c = op, a, b, c
+		t.cmd.SetErr(nil)
+		_ = p.Process(ctx, t.cmd)
+	}
 	cmds, err := txPipelined(ctx, func(p goredis.Pipeliner) error {
 		for i := range items {
 			c := &items[i].cmd
-			if reuse && c.Op == "hincrby" {
+			if !reuse {
+				queue(ctx, p, c)
+				continue
+			}
+			switch c.Op {
+			case "hincrby":
 				if used == len(s.hincr) {
 					s.hincr = append(s.hincr, newHincrSlot())
 				}
@@ -365,9 +400,15 @@ func (s *Sink) exec(ctx context.Context, txPipelined func(context.Context, func(
 				h.key, h.field, h.incr = c.Key, c.Field, c.Int
 				h.cmd.SetErr(nil)
 				_ = p.Process(ctx, h.cmd)
-				continue
+			case "hincrbyfloat":
+				three(p, "hincrbyfloat", c.Key, c.Field, c.Raw)
+			case "zincrby":
+				three(p, "zincrby", c.Key, c.Raw, c.Field)
+			case "hset":
+				three(p, "hset", c.Key, c.Field, c.Str)
+			default:
+				queue(ctx, p, c)
 			}
-			queue(ctx, p, c)
 		}
 		fenceCmd = p.Do(ctx, "set", fenceKey, fv, "get")
 		return nil

@@ -222,8 +222,9 @@ func TestMalformedAndRefusedCommandsAreRejectedTheRestApplied(t *testing.T) {
 	}
 }
 
-// The sink reuses its HINCRBY commands from batch to batch: a refusal,
-// key or field of one batch must not show up in the next.
+// The sink reuses its HINCRBY, HINCRBYFLOAT, ZINCRBY and HSET commands
+// from batch to batch: a refusal, name, key or argument of one batch must
+// not show up in the next.
 func TestReusedCommandsCarryNothingOverBetweenBatches(t *testing.T) {
 	srv := testredis.Start(t)
 	s := open(t, srv.Addr, "")
@@ -233,15 +234,19 @@ func TestReusedCommandsCarryNothingOverBetweenBatches(t *testing.T) {
 	rej, err := s.Write(ctx, batchOf(
 		`{"op":"hincrby","key":"str","field":"f","value":1}`, // WRONGTYPE
 		`{"op":"hincrby","key":"a","field":"f","value":2}`,
-		`{"op":"hincrby","key":"a","field":"g","value":3}`,
+		`{"op":"zincrby","key":"str","member":"m","value":1}`, // WRONGTYPE
+		`{"op":"hincrbyfloat","key":"a","field":"g","value":1.5}`,
+		`{"op":"hset","key":"a","field":"h","value":"v1"}`,
 	), pipeline.Fence{Stream: "x", Offset: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rej) != 1 || rej[0].Index != 0 || !strings.Contains(rej[0].Reason, "WRONGTYPE") {
-		t.Fatalf("batch 1 rejects %+v, want only 0 (WRONGTYPE)", rej)
+	if len(rej) != 2 || rej[0].Index != 0 || rej[1].Index != 2 ||
+		!strings.Contains(rej[0].Reason, "WRONGTYPE") || !strings.Contains(rej[1].Reason, "WRONGTYPE") {
+		t.Fatalf("batch 1 rejects %+v, want 0 and 2 (WRONGTYPE)", rej)
 	}
 	rej, err = s.Write(ctx, batchOf(
+		`{"op":"zincrby","key":"z","member":"m","value":2.5}`,
 		`{"op":"hincrby","key":"b","field":"h","value":4}`,
 		`{"op":"hset","key":"c","field":"f","value":"v"}`,
 		`{"op":"hincrby","key":"b","field":"h","value":-1}`,
@@ -252,13 +257,14 @@ func TestReusedCommandsCarryNothingOverBetweenBatches(t *testing.T) {
 	if len(rej) != 0 {
 		t.Fatalf("batch 2 rejects %+v, want none", rej)
 	}
-	got := map[string]map[string]string{}
+	got := map[string]any{"z": rc.ZRangeWithScores(ctx, "z", 0, -1).Val()}
 	for _, k := range []string{"a", "b", "c"} {
 		got[k] = rc.HGetAll(ctx, k).Val()
 	}
-	want := map[string]map[string]string{"a": {"f": "2", "g": "3"}, "b": {"h": "3"}, "c": {"f": "v"}}
+	want := map[string]any{"a": map[string]string{"f": "2", "g": "1.5", "h": "v1"}, "b": map[string]string{"h": "3"},
+		"c": map[string]string{"f": "v"}, "z": []goredis.Z{{Score: 2.5, Member: "m"}}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("hashes %v, want %v", got, want)
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
 
