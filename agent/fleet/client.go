@@ -36,6 +36,7 @@ import (
 	"github.com/sluicehq/sluice/agent/config"
 	"github.com/sluicehq/sluice/agent/fleet/internal/pkgstore"
 	"github.com/sluicehq/sluice/agent/fleet/internal/remote"
+	"github.com/sluicehq/sluice/internal/atomicfile"
 )
 
 // ConfigFileName is the key of the remote config in an AgentConfigMap and
@@ -173,7 +174,7 @@ func StartClient(ctx context.Context, opts ClientOptions) (*Client, error) {
 		},
 	}
 	if err := c.oc.Start(ctx, settings); err != nil {
-		return nil, fmt.Errorf("opamp: %w", err)
+		return nil, fmt.Errorf("opamp: starting the client of %s: %w", o.Endpoint, err)
 	}
 	c.wg.Add(2)
 	go c.applyLoop()
@@ -483,7 +484,9 @@ func loadInstanceUID(dir string) (types.InstanceUid, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return uid, err
 	}
-	return uid, os.WriteFile(path, []byte(hex.EncodeToString(uid[:])+"\n"), 0o644)
+	// Atomically: a crash mid-write would otherwise leave a partial id that
+	// stops the next start.
+	return uid, atomicfile.Write(path, []byte(hex.EncodeToString(uid[:])+"\n"))
 }
 
 // ConfigHash is the hash a server puts in AgentRemoteConfig.config_hash
