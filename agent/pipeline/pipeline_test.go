@@ -529,6 +529,7 @@ func head(s []string) []string {
 
 func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add((&envelope{kind: kindTick, seq: 7, tickNow: 9, pos: []byte("p"), delta: []byte{1, 0, 0, 0, 0, 1, 0, 0, 0, 'k', 0, 0, 0, 0}}).encode(nil))
+	f.Add((&envelope{kind: kindInput, seq: 3, pos: []byte("p"), dead: []byte{0, 0, 0, 0}}).encode(nil))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEnvelope(b)

@@ -102,6 +102,14 @@ type Sink interface {
 	// Write delivers one batch. An error means nothing may be assumed
 	// delivered and the runner will retry the same batch with the same fence
 	// (so a transient outage becomes backpressure, not loss).
+	//
+	// After a restart the runner replays batches from its committed
+	// position; it writes the rejects of a batch to the dead-letter channel
+	// once, skipping those of batches it already wrote them for. A fenced
+	// sink that skips a replayed batch must therefore still return that
+	// batch's rejects: the runner may have been stopped between the first
+	// Write and their dead-letter append, and cannot know them otherwise
+	// (docs/adr/0004 §6).
 	Write(ctx context.Context, batch []byte, fence Fence) ([]Reject, error)
 	Close(ctx context.Context) error
 }

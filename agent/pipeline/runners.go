@@ -25,7 +25,10 @@ const (
 var emptyBatch = []byte{0, 0, 0, 0}
 
 // deadLetter appends events to a dead-letter channel with reason and stage
-// headers. inputPos makes the write part of the hop protocol.
+// headers. inputPos makes the write part of the hop protocol: it names
+// exactly the input the dead letters come from, so that a stage restarted
+// after a crash can tell which dead letters are already written (see
+// docs/adr/0004, "Dead letters and the hop protocol").
 func deadLetter(ctx context.Context, dlq channel.Channel, producer, stage string, evs []event.Event, inputPos []byte) error {
 	if dlq == nil || len(evs) == 0 {
 		return nil
@@ -34,11 +37,32 @@ func deadLetter(ctx context.Context, dlq channel.Channel, producer, stage string
 	for i := range evs {
 		b.Add(&evs[i])
 	}
-	_, err := dlq.Append(ctx, 0, producer, b.Bytes(), b.Len(), inputPos)
-	if err != nil {
+	return deadLetterBatch(ctx, dlq, producer, stage, b.Bytes(), b.Len(), inputPos)
+}
+
+// deadLetterBatch is deadLetter for dead letters already encoded as a batch.
+func deadLetterBatch(ctx context.Context, dlq channel.Channel, producer, stage string, batch []byte, count int, inputPos []byte) error {
+	if _, err := dlq.Append(ctx, 0, producer, batch, count, inputPos); err != nil {
 		return fmt.Errorf("dead-letter channel of %s: %w", stage, err)
 	}
 	return nil
+}
+
+// lastDeadLetterSeq returns the seq of producer's last dead-letter record
+// (0: none).
+func lastDeadLetterSeq(dlq channel.Channel, producer string) (uint64, error) {
+	if dlq == nil {
+		return 0, nil
+	}
+	b, ok := dlq.LastInputPosition(0, producer)
+	if !ok {
+		return 0, nil
+	}
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		return 0, fmt.Errorf("position of %s in its dead-letter channel: %w", producer, err)
+	}
+	return env.seq, nil
 }
 
 func tag(e *event.Event, stage, reason, origin string) {
@@ -80,11 +104,19 @@ type sourceRunner struct {
 }
 
 // run: resume from the newest hop position in the output channel, then
-// read, append (batch + position in one record), ack.
+// read, append (batch + position + the batch's dead letters in one record),
+// copy the dead letters to the dead-letter channel, ack.
+//
+// The dead letters follow the output, not the other way round: a source
+// cannot re-read exactly the input of an interrupted batch (a tail may find
+// more lines and cut differently), so dead letters written before a crash
+// that lost the output would be written again, differently, by the redo.
+// Written after, they ride in the output record's envelope, and a crash
+// before their own append is completed from there on restart.
 func (r *sourceRunner) run(ctx context.Context) error {
 	s, out := r.spec, r.spec.Output.Channel
 	var seq uint64
-	var resume []byte
+	var resume, pendingDead []byte
 	for part := 0; part < out.Partitions(); part++ {
 		b, ok := out.LastInputPosition(part, s.Name)
 		if !ok {
@@ -95,7 +127,26 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			return fmt.Errorf("source %s: position in channel %s/%d: %w", s.Name, s.Output.Name, part, err)
 		}
 		if env.seq > seq {
-			seq, resume = env.seq, append([]byte(nil), env.pos...)
+			seq, resume, pendingDead = env.seq, append([]byte(nil), env.pos...), env.dead
+		}
+	}
+	if len(pendingDead) > 0 && s.DeadLetter != nil {
+		// The last batch's dead letters: written unless the crash came
+		// between its output append and theirs.
+		dlqSeq, err := lastDeadLetterSeq(s.DeadLetter, s.Name)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", s.Name, err)
+		}
+		if dlqSeq < seq {
+			n, err := event.Count(pendingDead)
+			if err != nil {
+				return fmt.Errorf("source %s: dead letters in the position of batch %d: %w", s.Name, seq, err)
+			}
+			env := (&envelope{kind: kindInput, seq: seq, pos: resume}).encode(nil)
+			if err := deadLetterBatch(ctx, s.DeadLetter, s.Name, s.Name, pendingDead, n, env); err != nil {
+				return err
+			}
+			r.st.c.rejected.Add(uint64(n))
 		}
 	}
 	select {
@@ -150,21 +201,27 @@ func (r *sourceRunner) run(ctx context.Context) error {
 			continue
 		}
 		seq++
-		env := (&envelope{kind: kindInput, seq: seq, pos: sb.Position}).encode(nil)
-		if len(sb.DeadLetters) > 0 {
+		env := envelope{kind: kindInput, seq: seq, pos: sb.Position}
+		var dead event.Builder
+		if len(sb.DeadLetters) > 0 && s.DeadLetter != nil {
 			for i := range sb.DeadLetters {
 				e := &sb.DeadLetters[i]
 				reason, _ := e.Header(HeaderReason)
 				tag(e, s.Name, reason, "")
+				dead.Add(e)
 			}
-			if err := deadLetter(ctx, s.DeadLetter, s.Name, s.Name, sb.DeadLetters, env); err != nil {
-				return err
-			}
-			c.rejected.Add(uint64(len(sb.DeadLetters)))
+			env.dead = dead.Bytes()
 		}
 		part := int(seq % uint64(out.Partitions()))
-		if _, err := out.Append(ctx, part, s.Name, events, count, env); err != nil {
+		if _, err := out.Append(ctx, part, s.Name, events, count, env.encode(nil)); err != nil {
 			return fmt.Errorf("source %s: append to %s: %w", s.Name, s.Output.Name, err)
+		}
+		if dead.Len() > 0 {
+			env.dead = nil
+			if err := deadLetterBatch(ctx, s.DeadLetter, s.Name, s.Name, dead.Bytes(), dead.Len(), env.encode(nil)); err != nil {
+				return err
+			}
+			c.rejected.Add(uint64(dead.Len()))
 		}
 		c.latency.observe(time.Since(began))
 		c.out.Add(uint64(count))
@@ -250,10 +307,20 @@ func (r *boltRunner) run(ctx context.Context) error {
 			redo = &env
 		}
 	}
+	// The dead-letter channel is one more target of a batch: emit writes
+	// it first, with the same envelope. Its record of batch minSeq+1
+	// means that batch was cut after its dead letters were written; it is
+	// redone exactly (same input range, or same tick), so that it yields
+	// the same dead letters, which are then skipped.
 	if s.DeadLetter != nil {
 		if b, ok := s.DeadLetter.LastInputPosition(0, r.producer); ok {
 			if env, err := decodeEnvelope(b); err == nil {
 				r.dlqSeq = env.seq
+				if redo == nil && env.seq == minSeq+1 {
+					env.pos = append([]byte(nil), env.pos...)
+					env.delta, env.dead = nil, nil
+					redo = &env
+				}
 			}
 		}
 	}
@@ -329,6 +396,22 @@ func (r *boltRunner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	// An input batch that was only partly written (to some targets, or to
+	// the dead-letter channel alone) is redone over exactly the records it
+	// covered, whatever has arrived since: a larger group under the same
+	// seq would have its extra records' dead letters skipped as written.
+	if redo != nil && redo.kind == kindInput && redo.seq == minSeq+1 {
+		end, err := decodeOffsetPos(redo.pos)
+		if err != nil {
+			return fmt.Errorf("bolt %s: batch %d to redo: %w", s.Name, redo.seq, err)
+		}
+		if end > lastIn {
+			if err := r.redoGroup(ctx, bolt, in, end, &out, &scratch); err != nil {
+				return err
+			}
+			lastIn = end
+		}
+	}
 
 	nextTick := time.Now().Add(tickEvery)
 	for {
@@ -371,7 +454,7 @@ func (r *boltRunner) run(ctx context.Context) error {
 				return err
 			}
 			began := time.Now()
-			groupEnd, err := r.processGroup(ctx, bolt, ticker, in, rec, nextTick, &out, &scratch)
+			groupEnd, err := r.processGroup(ctx, bolt, ticker, in, rec, nextTick, 0, &out, &scratch)
 			r.st.release()
 			if err != nil {
 				return err
@@ -395,10 +478,40 @@ func (r *boltRunner) run(ctx context.Context) error {
 	}
 }
 
+// redoGroup redoes the interrupted input batch that ended at input offset
+// end: the records after the resume position through end, as one group.
+func (r *boltRunner) redoGroup(ctx context.Context, bolt Bolt, in channel.Reader, end uint64, out, scratch *event.Builder) error {
+	s := r.spec
+	for {
+		rec, ok, err := in.TryNext()
+		if err != nil {
+			return fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+		}
+		if !ok {
+			return fmt.Errorf("bolt %s: redo of batch %d: input %s/%d ends before offset %d, where the batch ended",
+				s.Name, r.seq+1, s.Input.Name, r.instance, end)
+		}
+		if rec.Count == 0 {
+			if rec.Offset >= end {
+				return nil // nothing but positions: no batch to redo
+			}
+			continue
+		}
+		if err := r.st.acquire(ctx); err != nil {
+			return err
+		}
+		_, err = r.processGroup(ctx, bolt, nil, in, rec, time.Time{}, end, out, scratch)
+		r.st.release()
+		return err
+	}
+}
+
 // processGroup processes rec, and with one output partition the records
 // already waiting after it, and emits their output as one batch; it returns
-// the input offset of the last record in the group.
-func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker, in channel.Reader, rec channel.Record, nextTick time.Time, out, scratch *event.Builder) (uint64, error) {
+// the input offset of the last record in the group. until, when not 0, is
+// the exact end of the group (the redo of an interrupted batch): records
+// are taken through that offset, whatever the bounds.
+func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker, in channel.Reader, rec channel.Record, nextTick time.Time, until uint64, out, scratch *event.Builder) (uint64, error) {
 	s := r.spec
 	// With one output partition, records already waiting in the input are
 	// processed together and written as one record (one fsync): a stage
@@ -424,7 +537,11 @@ func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker,
 		groupBytes += len(rec.Batch)
 		groupRecords++
 		groupEnd = rec.Offset
-		if len(r.targets) != 1 || groupBytes >= maxGroupBytes || groupRecords >= maxGroupRecords ||
+		if until != 0 {
+			if groupEnd >= until {
+				break
+			}
+		} else if len(r.targets) != 1 || groupBytes >= maxGroupBytes || groupRecords >= maxGroupRecords ||
 			(ticker != nil && !time.Now().Before(nextTick)) {
 			break
 		}
@@ -432,13 +549,26 @@ func (r *boltRunner) processGroup(ctx context.Context, bolt Bolt, ticker Ticker,
 		if err != nil {
 			return 0, fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
 		}
-		if !more {
-			break
-		}
-		for more && next.Count == 0 { // position-only records: nothing to process
+		for more && next.Count == 0 && (until == 0 || next.Offset < until) { // position-only records: nothing to process
 			groupEnd = next.Offset
 			if next, more, err = in.TryNext(); err != nil {
 				return 0, fmt.Errorf("bolt %s: read %s/%d: %w", s.Name, s.Input.Name, r.instance, err)
+			}
+		}
+		if until != 0 {
+			if !more {
+				return 0, fmt.Errorf("bolt %s: redo of batch %d: input %s/%d ends at offset %d, before offset %d where the batch ended",
+					s.Name, r.seq+1, s.Input.Name, r.instance, groupEnd, until)
+			}
+			if next.Offset > until { // records lost to damage: end here, leave next for later
+				if err := in.Seek(until); err != nil {
+					return 0, fmt.Errorf("bolt %s: seek %s/%d to %d: %w", s.Name, s.Input.Name, r.instance, until, err)
+				}
+				break
+			}
+			if next.Count == 0 { // a position-only record ends the group
+				groupEnd = next.Offset
+				break
 			}
 		}
 		if !more {
@@ -725,6 +855,12 @@ func (r *sinkRunner) run(ctx context.Context) error {
 		return fmt.Errorf("sink %s: open: %w", s.Name, err)
 	}
 	stream := s.Input.Name + "/" + strconv.Itoa(r.partition) + "/" + s.Name
+	// A restarted sink replays from its committed offset, and a replayed
+	// batch may yield its rejects again: the dead letters of a record at or
+	// below the last one written for this stream are skipped. (Rejects a
+	// fenced sink does not return for a replay it skips cannot be written
+	// by the runner: see Sink.)
+	dlqOff, dlqKnown := lastSinkDeadLetter(s.DeadLetter, producer, stream)
 	lastIn := in.Committed()
 	lastCommit := time.Now()
 	defer func() {
@@ -772,10 +908,13 @@ func (r *sinkRunner) run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("sink %s: %w", s.Name, err)
 			}
-			if err := deadLetter(ctx, s.DeadLetter, producer, s.Name, dead, offsetPos(rec.Offset)); err != nil {
-				return err
+			if len(dead) > 0 && s.DeadLetter != nil && (!dlqKnown || rec.Offset > dlqOff) {
+				if err := deadLetter(ctx, s.DeadLetter, producer, s.Name, dead, sinkDeadLetterPos(rec.Offset, stream)); err != nil {
+					return err
+				}
+				dlqOff, dlqKnown = rec.Offset, true
+				c.rejected.Add(uint64(len(dead)))
 			}
-			c.rejected.Add(uint64(len(dead)))
 			c.out.Add(uint64(rec.Count - len(dead)))
 		}
 		lastIn = rec.Offset
@@ -786,6 +925,27 @@ func (r *sinkRunner) run(ctx context.Context) error {
 			lastCommit = time.Now()
 		}
 	}
+}
+
+// sinkDeadLetterPos is the position of a sink's dead-letter record: the
+// input offset of the batch they came from, and the stream it was read as.
+func sinkDeadLetterPos(off uint64, stream string) []byte {
+	return append(offsetPos(off), stream...)
+}
+
+// lastSinkDeadLetter returns the input offset of producer's last
+// dead-letter record if it was written for stream. (Records of earlier
+// versions hold the offset alone; they are taken as this stream's.)
+func lastSinkDeadLetter(dlq channel.Channel, producer, stream string) (uint64, bool) {
+	if dlq == nil {
+		return 0, false
+	}
+	b, ok := dlq.LastInputPosition(0, producer)
+	if !ok || len(b) < 8 || (len(b) > 8 && string(b[8:]) != stream) {
+		return 0, false
+	}
+	off, _ := decodeOffsetPos(b[:8])
+	return off, true
 }
 
 // errHalted is returned by write when Remove halts the stage while the
