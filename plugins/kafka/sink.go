@@ -29,8 +29,11 @@ type Sink struct {
 	log      *slog.Logger
 	sc       *sarama.Config
 	id       string
+	client   sarama.Client // metadata (partition counts) and the producers' connections
 	producer sarama.AsyncProducer
-	mu       sync.Mutex // guards producer against Close from another goroutine
+	mu       sync.Mutex // guards client and producer against Close from another goroutine
+	hash     sarama.Partitioner
+	closing  sync.WaitGroup // discarded producers still closing (they use client)
 }
 
 // msgMeta travels with each message through the producer.
@@ -76,7 +79,9 @@ func (s *Sink) Open(ctx context.Context) error {
 	p.Flush.Messages = s.cfg.FlushMessages
 	p.Flush.Frequency = s.cfg.Linger.D
 	p.Timeout = s.cfg.Timeout.D
-	p.Partitioner = newPartitioner
+	// Write picks each message's partition itself (see partitionOf): it
+	// numbers the messages of a batch per partition in the sequence header.
+	p.Partitioner = sarama.NewManualPartitioner
 	if err := sc.Validate(); err != nil {
 		return fmt.Errorf("kafka: %w", err)
 	}
@@ -87,33 +92,46 @@ func (s *Sink) Open(ctx context.Context) error {
 		}
 	}
 	s.sc = sc
+	s.hash = sarama.NewHashPartitioner(s.cfg.Topic)
 	return nil
 }
 
 // Close flushes and closes the producer. Safe without Open and twice.
 func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
-	p := s.producer
-	s.producer = nil
+	p, c := s.producer, s.client
+	s.producer, s.client = nil, nil
 	s.mu.Unlock()
-	if p == nil {
-		return nil
+	var err error
+	if p != nil {
+		err = p.Close()
 	}
-	return p.Close()
+	s.closing.Wait()
+	if c != nil {
+		c.Close()
+	}
+	return err
 }
 
-func (s *Sink) connect() (sarama.AsyncProducer, error) {
+func (s *Sink) connect() (sarama.Client, sarama.AsyncProducer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.producer != nil {
-		return s.producer, nil
+	if s.client == nil {
+		c, err := sarama.NewClient(s.cfg.Brokers, s.sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.client = c
 	}
-	p, err := sarama.NewAsyncProducer(s.cfg.Brokers, s.sc)
+	if s.producer != nil {
+		return s.client, s.producer, nil
+	}
+	p, err := sarama.NewAsyncProducerFromClient(s.client)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.producer = p
-	return p, nil
+	return s.client, p, nil
 }
 
 // Write sends every event of batch and returns once Kafka acknowledged all
@@ -130,10 +148,23 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 	if n == 0 {
 		return nil, nil
 	}
-	p, err := s.connect()
+	client, p, err := s.connect()
 	if err != nil {
 		return nil, fmt.Errorf("kafka: connect to %v: %w", s.cfg.Brokers, err)
 	}
+	parts, err := client.Partitions(s.cfg.Topic)
+	if err == nil && len(parts) == 0 {
+		err = errors.New("no partitions")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kafka: partitions of topic %s: %w", s.cfg.Topic, err)
+	}
+	nparts := int32(len(parts))
+	// The sequence index of a message is its ordinal among the batch's
+	// messages to the same partition, so the source sees each partition's
+	// share of a batch as 0, 1, 2 … and can tell a message it has not seen
+	// (a gap left by a failed request) from a copy.
+	ordinal := make([]uint32, nparts)
 	// The messages alias one private copy of the batch: if ctx ends while
 	// some are still in the producer, the caller's buffer may be reused.
 	own := append([]byte(nil), batch...)
@@ -148,6 +179,11 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 		if e.Key != nil {
 			m.Key = sarama.ByteEncoder(e.Key)
 		}
+		part, err := s.partitionOf(m, fence.Offset, nparts)
+		if err != nil {
+			return err
+		}
+		m.Partition = part
 		if e.Time != 0 {
 			m.Timestamp = timeOf(e.Time)
 		}
@@ -158,7 +194,8 @@ func (s *Sink) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([
 		start := len(seqBuf)
 		seqBuf = strconv.AppendUint(seqBuf, fence.Offset, 10)
 		seqBuf = append(seqBuf, '.')
-		seqBuf = strconv.AppendUint(seqBuf, uint64(i), 10)
+		seqBuf = strconv.AppendUint(seqBuf, uint64(ordinal[part]), 10)
+		ordinal[part]++
 		hs = append(hs, sarama.RecordHeader{Key: headerProducerKey, Value: producer},
 			sarama.RecordHeader{Key: headerSeqKey, Value: seqBuf[start:len(seqBuf):len(seqBuf)]})
 		m.Headers = hs
@@ -217,7 +254,11 @@ func (s *Sink) discard(p sarama.AsyncProducer) {
 		s.producer = nil
 	}
 	s.mu.Unlock()
-	go p.Close()
+	s.closing.Add(1)
+	go func() {
+		defer s.closing.Done()
+		p.Close()
+	}()
 }
 
 // Header names as bytes, shared by every message (sarama only reads them).
@@ -239,22 +280,13 @@ func permanent(err error) bool {
 	return false
 }
 
-// partitioner: a keyed message goes where sarama's hash partitioner puts
+// partitionOf: a keyed message goes where sarama's hash partitioner puts
 // it; a message without key goes to the partition chosen by its batch
-// offset. Either way a re-sent message lands where the first copy did, so
-// the source can recognise it.
-type partitioner struct{ hash sarama.Partitioner }
-
-func newPartitioner(topic string) sarama.Partitioner {
-	return partitioner{hash: sarama.NewHashPartitioner(topic)}
-}
-
-func (p partitioner) Partition(m *sarama.ProducerMessage, n int32) (int32, error) {
+// offset. Either way a re-sent message lands where the first copy did, with
+// the same per-partition ordinal, so the source can recognise it.
+func (s *Sink) partitionOf(m *sarama.ProducerMessage, batch uint64, n int32) (int32, error) {
 	if m.Key != nil {
-		return p.hash.Partition(m, n)
+		return s.hash.Partition(m, n)
 	}
-	meta, _ := m.Metadata.(msgMeta)
-	return int32(meta.batch % uint64(n)), nil
+	return int32(batch % uint64(n)), nil
 }
-
-func (p partitioner) RequiresConsistency() bool { return true }

@@ -70,7 +70,7 @@ type Source struct {
 	claimed   map[topicPart]bool  // every partition ever claimed (tests)
 	client    sarama.Client       // for reading commit metadata
 	version   sarama.KafkaVersion
-	inMarks   map[markKey]seq // marks from commit metadata, for Read to merge
+	inMarks   map[markKey]mark // marks from commit metadata, for Read to merge
 	hasMarks  atomic.Bool
 	opened    bool
 	closed    bool
@@ -93,7 +93,7 @@ func NewSource(cfg SourceConfig, dataDir string, logger *slog.Logger) (*Source, 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{cfg: cfg, dataDir: dataDir, log: logger, forwarded: map[topicPart]int64{}, acked: map[topicPart]int64{},
-		claimed: map[topicPart]bool{}, inMarks: map[markKey]seq{}, owned: map[topicPart]int64{}}
+		claimed: map[topicPart]bool{}, inMarks: map[markKey]mark{}, owned: map[topicPart]int64{}}
 	s.cond = sync.NewCond(&s.mu)
 	return s, nil
 }
@@ -539,9 +539,13 @@ func (s *Source) add(m *sarama.ConsumerMessage, changed *bool, owned map[topicPa
 	if s.hasMarks.Load() {
 		s.mu.Lock()
 		for k, v := range s.inMarks {
-			if last, ok := s.pos.Marks[k]; !ok || last.less(v) {
-				s.pos.Marks[k] = v
+			var merged mark
+			if last, ok := s.pos.Marks[k]; ok {
+				merged = last.merge(v)
+			} else {
+				merged = mark{}.merge(v)
 			}
+			s.pos.Marks[k] = &merged
 		}
 		clear(s.inMarks)
 		s.hasMarks.Store(false)
@@ -574,10 +578,14 @@ func (s *Source) add(m *sarama.ConsumerMessage, changed *bool, owned map[topicPa
 	}
 	if producer != nil && hasSeq {
 		k := markKey{topicPart: tp, Producer: string(producer)}
-		if last, ok := s.pos.Marks[k]; ok && !last.less(sq) {
+		mk := s.pos.Marks[k]
+		if mk == nil {
+			mk = &mark{}
+			s.pos.Marks[k] = mk
+		} else if mk.copyOf(sq) {
 			return // a copy the producer sent again
 		}
-		s.pos.Marks[k] = sq
+		mk.see(sq)
 	}
 	if lo, ok := owned[tp]; ok && m.Offset < lo {
 		// Claimed by another member, which passes it on (its marks still
@@ -603,7 +611,7 @@ func (s *Source) Ack(ctx context.Context, pos []byte) error {
 	if sess != nil {
 		byPart := map[topicPart][]byte{}
 		for k, v := range p.Marks {
-			byPart[k.topicPart] = appendMark(byPart[k.topicPart], k.Producer, v)
+			byPart[k.topicPart] = appendMark(byPart[k.topicPart], k.Producer, *v)
 		}
 		for tp, off := range p.Next {
 			sess.MarkOffset(tp.Topic, tp.Partition, off, string(byPart[tp]))
@@ -623,14 +631,23 @@ func (s *Source) Ack(ctx context.Context, pos []byte) error {
 	return nil
 }
 
-// assigned lists the partitions of the current session, for tests.
+// assigned lists the partitions of the current session, for tests. What
+// it returns counts as claimed for everClaimed too: sarama's cooperative
+// session changes its claims before the new partitions' ConsumeClaim
+// goroutines run, and the two views must agree.
 func (s *Source) assigned() map[string][]int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sess == nil {
 		return nil
 	}
-	return s.sess.Claims()
+	claims := s.sess.Claims()
+	for topic, parts := range claims {
+		for _, p := range parts {
+			s.claimed[topicPart{topic, p}] = true
+		}
+	}
+	return claims
 }
 
 // everClaimed lists every partition this source has ever been given, for
