@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -95,39 +94,12 @@ path = "out/v4.log"
 `
 )
 
-type fleetProc struct {
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	done chan struct{}
-}
-
-// startProc runs bin with args in dir; lines of its stderr go to log and,
-// when watch matches one, its first submatch is sent on found.
-func startProc(t *testing.T, dir, bin string, watch *regexp.Regexp, found chan<- string, args ...string) *fleetProc {
+// startProc runs bin with args in dir (startProcess) and stops it with
+// SIGINT when the test ends; when watch matches a line of its stderr, the
+// line's first submatch is sent on found.
+func startProc(t *testing.T, dir, bin string, watch *regexp.Regexp, found chan<- string, args ...string) *agentProcess {
 	t.Helper()
-	p := &fleetProc{cmd: exec.Command(bin, args...), log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Dir = dir
-	pipe, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.done)
-		sc := bufio.NewScanner(pipe)
-		sent := false
-		for sc.Scan() {
-			p.log.write(sc.Text() + "\n")
-			if watch != nil && !sent {
-				if m := watch.FindStringSubmatch(sc.Text()); m != nil {
-					found <- m[1]
-					sent = true
-				}
-			}
-		}
-	}()
+	p := startProcess(t, bin, procOptions{Dir: dir, Watch: watch, Found: found}, args...)
 	t.Cleanup(func() {
 		p.cmd.Process.Signal(os.Interrupt)
 		<-p.done
@@ -145,17 +117,6 @@ func fleetCmd(t *testing.T, dir, bin string, args ...string) string {
 		t.Fatalf("sluice %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-func fleetWrite(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestFleet runs `sluice fleet serve` and five edge agents as processes and
@@ -196,7 +157,7 @@ func TestFleet(t *testing.T) {
 	}
 	base := "http://" + strings.TrimSuffix(strings.TrimPrefix(endpoint, "ws://"), fleet.OpAMPPath)
 
-	procs := make([]*fleetProc, agents)
+	procs := make([]*agentProcess, agents)
 	agentDir := func(i int) string { return filepath.Join(dir, fmt.Sprintf("edge%d", i)) }
 	for i := range agents {
 		ad := agentDir(i)
@@ -249,7 +210,7 @@ func TestFleet(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // polling the server's view
 		}
 	}
-	push := func(text string) { fleetWrite(t, filepath.Join(fleetDir, "configs", "role=edge.toml"), []byte(text)) }
+	push := func(text string) { writeRename(t, filepath.Join(fleetDir, "configs", "role=edge.toml"), text) }
 	configIs := func(status, errPart string) func(a fleet.AgentView) bool {
 		return func(a fleet.AgentView) bool {
 			return a.Connected && a.Group == "role=edge" && a.Config.Current && a.Config.Status == status && strings.Contains(a.Config.Error, errPart)
@@ -331,8 +292,8 @@ func TestFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fleetWrite(t, pkg+".sig", sig)
-	fleetWrite(t, pkg, good)
+	writeRename(t, pkg+".sig", string(sig))
+	writeRename(t, pkg, string(good))
 	wait("signed package installed", func(a fleet.AgentView) bool {
 		return a.Packages["order-parse"].Status == "installed"
 	})
@@ -357,7 +318,7 @@ func TestFleet(t *testing.T) {
 	// by every agent, which keeps the good version.
 	tampered := append([]byte(nil), good...)
 	tampered[len(tampered)-1] ^= 0xff
-	fleetWrite(t, pkg, tampered)
+	writeRename(t, pkg, string(tampered))
 	refusedPkg := wait("tampered package refused", func(a fleet.AgentView) bool {
 		p := a.Packages["order-parse"]
 		return p.Status == "install_failed" && p.ServerOffer != "" && strings.Contains(p.Error, "signature does not verify")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,30 +264,20 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("collector%d.log", c)))
 		fenced += strings.Count(string(b), "batch already stored (a resend)")
 	}
-	lost, dup := 0, 0
-	var examples []string
-	for e := 0; e < edges; e++ {
-		for i := 0; i < linesPerEdge; i++ {
-			id := lineID(e, i)
-			switch n := count[id]; {
-			case n == 0:
-				lost++
-				if len(examples) < 5 {
-					examples = append(examples, "lost "+id)
-				}
-			case n > 1:
-				dup += n - 1
-				if len(examples) < 5 {
-					examples = append(examples, fmt.Sprintf("%s ×%d", id, n))
+	tally := tallyOnce(count, func(yield func(string) bool) {
+		for e := 0; e < edges; e++ {
+			for i := 0; i < linesPerEdge; i++ {
+				if !yield(lineID(e, i)) {
+					return
 				}
 			}
-			delete(count, id)
 		}
-	}
+	})
+	lost, dup := tally.lost, tally.dup
 	t.Logf("forward test: %d edge agents, 2 collectors (load_balance), %d lines, %d SIGKILLs of collectors and %d of edges (%d batches in doubt, %d resends fenced by a collector): lost %d, duplicated %d, unexpected %d; collector0 %d lines, collector1 %d; the paced writers took %v, the last line arrived %v after the first was written",
 		edges, total, kills, edgeKills, inDoubt, fenced, lost, dup, len(count), perCollector[0], perCollector[1], wroteAll.Round(time.Millisecond), arrived.Round(time.Millisecond))
 	if lost != 0 || dup != 0 || len(count) != 0 {
-		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), examples)
+		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), tally.examples)
 	}
 	if fenced == 0 {
 		t.Errorf("no collector acknowledged a resend without storing it: the stall did not exercise the fence")
@@ -299,17 +288,6 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 }
 
 func lineID(edge, i int) string { return fmt.Sprintf("e%d-%07d", edge, i) }
-
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func uniqueLines(t *testing.T, dir string) int {
 	seen := map[string]bool{}

@@ -60,7 +60,7 @@ func TestKafkaUnreachableAtStart(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	kafkaPort, adminAddr := freePort(t), net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	kafkaPort, adminAddr := freePort(t), freeAddr(t)
 	broker := net.JoinHostPort("127.0.0.1", strconv.Itoa(kafkaPort))
 	cfgPath := filepath.Join(dir, "health.toml")
 	cfg := strings.NewReplacer("DIR", dir, "ADMIN", adminAddr, "BROKER", broker).Replace(unreachableKafkaConfig)
@@ -133,18 +133,6 @@ func TestKafkaUnreachableAtStart(t *testing.T) {
 	if err := a.cmd.Wait(); err != nil {
 		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", err, a.log)
 	}
-}
-
-// freePort returns a loopback TCP port nothing listens on (it was free a
-// moment ago; the kernel does not hand it out again at once).
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // healthz returns /healthz's status code and its reasons joined, or 0

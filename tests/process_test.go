@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,18 +58,37 @@ type agentProcess struct {
 	done    chan struct{} // closed once its stderr is closed (it exited)
 }
 
+// procOptions are the optional parts of startProcess.
+type procOptions struct {
+	Dir     string // working directory; "" is the test's
+	LogFile string // when set, stderr is appended to this file as well
+	// Watch, when set, is matched against each stderr line; the first
+	// submatch of the first line it matches is sent on Found.
+	Watch *regexp.Regexp
+	Found chan<- string
+}
+
 // startAgent runs `bin run -c cfg`. Its stderr is kept in log and, when
 // logFile is not empty, appended to that file as well.
 func startAgent(t *testing.T, bin, cfg, logFile string) *agentProcess {
 	t.Helper()
-	a := &agentProcess{cmd: exec.Command(bin, "run", "-c", cfg), log: &syncBuffer{}, started: make(chan struct{}), done: make(chan struct{})}
+	return startProcess(t, bin, procOptions{LogFile: logFile}, "run", "-c", cfg)
+}
+
+// startProcess runs bin with args (any sluice command). Its stderr is kept
+// in log; started is closed when an agent logs that every stage runs, done
+// once stderr is closed. The caller stops and waits for the process.
+func startProcess(t *testing.T, bin string, opts procOptions, args ...string) *agentProcess {
+	t.Helper()
+	a := &agentProcess{cmd: exec.Command(bin, args...), log: &syncBuffer{}, started: make(chan struct{}), done: make(chan struct{})}
+	a.cmd.Dir = opts.Dir
 	pipe, err := a.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var file *os.File
-	if logFile != "" {
-		if file, err = os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+	if opts.LogFile != "" {
+		if file, err = os.OpenFile(opts.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,15 +101,21 @@ func startAgent(t *testing.T, bin, cfg, logFile string) *agentProcess {
 			defer file.Close()
 		}
 		sc := bufio.NewScanner(pipe)
-		once := false
+		started, found := false, opts.Watch == nil
 		for sc.Scan() {
 			a.log.write(sc.Text() + "\n")
 			if file != nil {
 				file.WriteString(sc.Text() + "\n")
 			}
-			if !once && strings.Contains(sc.Text(), `msg="agent started"`) {
-				once = true
+			if !started && strings.Contains(sc.Text(), `msg="agent started"`) {
+				started = true
 				close(a.started)
+			}
+			if !found {
+				if m := opts.Watch.FindStringSubmatch(sc.Text()); m != nil {
+					found = true
+					opts.Found <- m[1]
+				}
 			}
 		}
 	}()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -316,27 +315,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	for _, id := range readIDs(t, dir) {
 		count[id]++
 	}
-	lost, dup := 0, 0
-	var examples []string
-	for i := uint64(0); i < total; i++ {
-		if g.Malformed(i) {
-			continue
-		}
-		id := g.Order(i).OrderID
-		switch n := count[id]; {
-		case n == 0:
-			lost++
-			if len(examples) < 5 {
-				examples = append(examples, "lost "+id)
-			}
-		case n > 1:
-			dup += n - 1
-			if len(examples) < 5 {
-				examples = append(examples, fmt.Sprintf("%s ×%d", id, n))
+	tally := tallyOnce(count, func(yield func(string) bool) {
+		for i := uint64(0); i < total; i++ {
+			if !g.Malformed(i) && !yield(g.Order(i).OrderID) {
+				return
 			}
 		}
-		delete(count, id)
-	}
+	})
+	lost, dup := tally.lost, tally.dup
 	c := counts()
 	nApplied, nRejected := c["file"]+c["sighup"]+c["api"]+c["wasm"]-c["rejected"], c["rejected"]
 	var took []time.Duration
@@ -352,7 +338,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Logf("reload under load: %d orders (%d malformed), %d config changes (%d applied, %d rejected; %d of them decided while their chunk was still flowing); the agent logged %d reloads applied, %d rejected; lost %d, duplicated %d, unexpected %d; %s",
 		total, g.MalformedCount(total), len(steps), applied, rejected, underLoad, nApplied, nRejected, lost, dup, len(count), time.Since(start).Round(time.Second))
 	if lost != 0 || dup != 0 || len(count) != 0 {
-		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), examples)
+		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), tally.examples)
 	}
 	// Dead letters: exactly the malformed lines, in parse's channel; none
 	// from the sinks.
@@ -478,17 +464,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func writeRename(t *testing.T, path, text string) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
@@ -584,25 +559,7 @@ config = { path = "DIR/out.txt" }
 
 	run := func(what string, args ...string) *agentProcess {
 		t.Helper()
-		a := &agentProcess{cmd: exec.Command(bin, append([]string{"run"}, args...)...), log: &syncBuffer{}, started: make(chan struct{}), done: make(chan struct{})}
-		pipe, err := a.cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			defer close(a.done)
-			b := make([]byte, 4096)
-			for {
-				n, err := pipe.Read(b)
-				a.log.write(string(b[:n]))
-				if err != nil {
-					return
-				}
-			}
-		}()
+		a := startProcess(t, bin, procOptions{}, append([]string{"run"}, args...)...)
 		waitReload(t, a, what+": agent started", func() bool { return strings.Contains(a.log.String(), `msg="agent started"`) })
 		return a
 	}
