@@ -50,7 +50,8 @@ func writeOrderLog(dir string, g *orders.Generator, total, rotateEvery int, paus
 	return f.Close()
 }
 
-// agentProcess is one `sluice run` child process.
+// agentProcess is one sluice child process (`sluice run`, or another command
+// such as `sluice fleet serve`).
 type agentProcess struct {
 	cmd     *exec.Cmd
 	log     *syncBuffer   // its stderr, for failure messages
