@@ -4,13 +4,14 @@
 // after Kafka acknowledged (acks=all, idempotent producer) every message of
 // the batch, and a batch that failed part-way is sent again whole. Every
 // message carries header sluice.producer (agent instance + input stream)
-// and sluice.seq (the batch's channel offset "." the event's index), and
-// goes to a partition chosen from its key or, without a key, from the
-// batch offset — so a re-sent message lands in the same partition with the
-// same sequence, and the kafka source drops it: it keeps, per partition and
-// producer, the highest sequence seen, inside its position (which the
-// runner stores atomically with the output). docs/adr/0007 explains why not
-// Kafka transactions.
+// and sluice.seq (the batch's channel offset "." the message's ordinal among
+// the batch's messages to its partition), and goes to a partition chosen
+// from its key or, without a key, from the batch offset — so a re-sent
+// message lands in the same partition with the same sequence, and the kafka
+// source drops it: it keeps, per partition and producer, the newest batch
+// and the ordinals of it seen (position.go's mark), inside its position
+// (which the runner stores atomically with the output). docs/adr/0007
+// explains why not Kafka transactions.
 package kafka
 
 import (
@@ -25,7 +26,9 @@ const (
 )
 
 // seq is a message's place in its producer's output: batch offset, then
-// index in the batch. Both only grow for one producer.
+// ordinal among the batch's messages to the same partition. Batches only
+// grow for one producer; ordinals may arrive with gaps that a re-sent batch
+// fills (see mark).
 type seq struct {
 	Batch uint64
 	Index uint32
