@@ -66,8 +66,7 @@ func (c SinkConfig) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.Address); err != nil {
 		errs = append(errs, fmt.Errorf("address: %q is not host:port: %v", c.Address, err))
 	}
-	errs = append(errs, positive("connect_timeout", c.ConnectTimeout)...)
-	errs = append(errs, positive("ack_timeout", c.AckTimeout)...)
+	errs = append(errs, c.ConnectTimeout.Positive("connect_timeout"), c.AckTimeout.Positive("ack_timeout")) // errors.Join drops the nils
 	if c.InstanceID != "" && len(c.InstanceID) > 200 {
 		errs = append(errs, fmt.Errorf("instance_id: %d characters, at most 200", len(c.InstanceID)))
 	}
@@ -94,14 +93,4 @@ func (c SourceConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func positive(key string, d units.Duration) []error {
-	if err := d.Err(); err != nil {
-		return []error{fmt.Errorf("%s: %v", key, err)}
-	}
-	if d.D <= 0 {
-		return []error{fmt.Errorf("%s: must be positive", key)}
-	}
-	return nil
 }

@@ -346,7 +346,7 @@ func TestConfigErrorsNameTheirKeys(t *testing.T) {
 	sc.Address = "nohost"
 	sc.AckTimeout = units.Of(0)
 	err := sc.Validate()
-	for _, want := range []string{`address: "nohost" is not host:port`, "ack_timeout: must be positive"} {
+	for _, want := range []string{`address: "nohost" is not host:port`, "ack_timeout: must be greater than zero"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("sink: want %q in %v", want, err)
 		}

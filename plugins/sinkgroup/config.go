@@ -109,14 +109,9 @@ func (c *Config) Validate() error {
 	if c.Selector != "round_robin" && c.Selector != "random" {
 		errs = append(errs, fmt.Errorf("selector: %q is not one of round_robin, random", c.Selector))
 	}
-	for _, d := range []struct {
-		k string
-		v units.Duration
-	}{{"backoff", c.Backoff}, {"max_backoff", c.MaxBackoff}, {"in_doubt_timeout", c.InDoubtTimeout}} {
-		if err := d.v.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", d.k, err))
-		} else if d.v.D <= 0 {
-			errs = append(errs, fmt.Errorf("%s: must be positive", d.k))
+	for _, err := range []error{c.Backoff.Positive("backoff"), c.MaxBackoff.Positive("max_backoff"), c.InDoubtTimeout.Positive("in_doubt_timeout")} {
+		if err != nil {
+			errs = append(errs, err) // only errors: an empty errs marks the members decoded
 		}
 	}
 	if c.MaxBackoff.D < c.Backoff.D {

@@ -76,3 +76,16 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.D.String()), n
 
 // Err is the parse error of the text the duration was decoded from, if any.
 func (d Duration) Err() error { return d.err }
+
+// Positive reports the duration under key if it did not parse or is not
+// greater than zero (a timeout or backoff of zero would spin or never
+// wait); nil otherwise.
+func (d Duration) Positive(key string) error {
+	if d.err != nil {
+		return fmt.Errorf("%s: %v", key, d.err)
+	}
+	if d.D <= 0 {
+		return fmt.Errorf("%s: must be greater than zero", key)
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package units
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/agent/config"
@@ -39,6 +40,26 @@ func TestParseSizeMatchesAgentConfig(t *testing.T) {
 		}
 		if back, err := ParseSize(FormatSize(got)); err != nil || back != got {
 			t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", got, back, err)
+		}
+	}
+}
+
+func TestDurationPositive(t *testing.T) {
+	for _, tc := range []struct {
+		text, want string // want "" means no error
+	}{
+		{"5s", ""},
+		{"0s", "ack_timeout: must be greater than zero"},
+		{"-1s", `ack_timeout: "-1s" is negative`},
+		{"soon", `ack_timeout: "soon" is not a duration`},
+	} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(tc.text)); err != nil {
+			t.Fatal(err)
+		}
+		err := d.Positive("ack_timeout")
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)) {
+			t.Errorf("Positive of %q: %v, want %q", tc.text, err, tc.want)
 		}
 	}
 }
