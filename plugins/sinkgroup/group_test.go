@@ -204,10 +204,9 @@ func TestInDoubtBatchStaysOnItsMember(t *testing.T) {
 	}
 }
 
-// Member configs are decoded into the member plugin's own Config through
-// the registry, and their errors carry the full path.
-func TestMemberConfigErrorsHaveTheirPath(t *testing.T) {
-	text := `
+// groupPrelude is a config whose sink "out" is a group; the text that
+// follows it is the group's [sinks.out.config] table.
+const groupPrelude = `
 [channels.c]
 [sources.s]
 type = "tail"
@@ -217,6 +216,12 @@ config = { paths = ["/tmp/x.log"] }
 type = "group"
 input = "c"
 [sinks.out.config]
+`
+
+// Member configs are decoded into the member plugin's own Config through
+// the registry, and their errors carry the full path.
+func TestMemberConfigErrorsHaveTheirPath(t *testing.T) {
+	text := groupPrelude + `
 processor = "load_balance"
 selector = "sideways"
 [[sinks.out.config.members]]
@@ -257,18 +262,7 @@ type = "carrier-pigeon"
 
 func TestValidGroupBuildsRealMembers(t *testing.T) {
 	dir := t.TempDir()
-	text := fmt.Sprintf(`
-[agent]
-data_dir = %q
-[channels.c]
-[sources.s]
-type = "tail"
-output = "c"
-config = { paths = ["/tmp/x.log"] }
-[sinks.out]
-type = "group"
-input = "c"
-[sinks.out.config]
+	text := fmt.Sprintf("[agent]\ndata_dir = %q\n"+groupPrelude+`
 processor = "failover"
 [[sinks.out.config.members]]
 name = "primary"
@@ -310,16 +304,7 @@ func must(t *testing.T, err error) {
 // A reload restarts a stage only if its decoded config changed
 // (reflect.DeepEqual): two parses of the same group config must be equal.
 func TestSameConfigDecodesEqual(t *testing.T) {
-	text := `
-[channels.c]
-[sources.s]
-type = "tail"
-output = "c"
-config = { paths = ["/tmp/x.log"] }
-[sinks.out]
-type = "group"
-input = "c"
-[sinks.out.config]
+	text := groupPrelude + `
 processor = "load_balance"
 [[sinks.out.config.members]]
 name = "a"
