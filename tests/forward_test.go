@@ -252,10 +252,13 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 	}
 	// How often an edge's batch was in doubt on a killed collector and held
 	// for it (the path that keeps load_balance exactly-once).
-	inDoubt := 0
+	// And how often a killed edge's replayed batch went back to the
+	// collector it was sent to before the kill (the group's assignment log).
+	inDoubt, replayed := 0, 0
 	for e := 0; e < edges; e++ {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("edge%d.log", e)))
 		inDoubt += strings.Count(string(b), "(in doubt: retried on")
+		replayed += strings.Count(string(b), "replayed batch goes back to the member it was sent to")
 	}
 	// How often a collector acknowledged a resend without storing it (the
 	// receiver's fence at work).
@@ -274,8 +277,8 @@ func TestForwardLoadBalanceKill9(t *testing.T) {
 		}
 	})
 	lost, dup := tally.lost, tally.dup
-	t.Logf("forward test: %d edge agents, 2 collectors (load_balance), %d lines, %d SIGKILLs of collectors and %d of edges (%d batches in doubt, %d resends fenced by a collector): lost %d, duplicated %d, unexpected %d; collector0 %d lines, collector1 %d; the paced writers took %v, the last line arrived %v after the first was written",
-		edges, total, kills, edgeKills, inDoubt, fenced, lost, dup, len(count), perCollector[0], perCollector[1], wroteAll.Round(time.Millisecond), arrived.Round(time.Millisecond))
+	t.Logf("forward test: %d edge agents, 2 collectors (load_balance), %d lines, %d SIGKILLs of collectors and %d of edges (%d batches in doubt, %d replays sent back to their collector after an edge restart, %d resends fenced by a collector): lost %d, duplicated %d, unexpected %d; collector0 %d lines, collector1 %d; the paced writers took %v, the last line arrived %v after the first was written",
+		edges, total, kills, edgeKills, inDoubt, replayed, fenced, lost, dup, len(count), perCollector[0], perCollector[1], wroteAll.Round(time.Millisecond), arrived.Round(time.Millisecond))
 	if lost != 0 || dup != 0 || len(count) != 0 {
 		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), tally.examples)
 	}

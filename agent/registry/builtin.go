@@ -97,7 +97,7 @@ func Builtin() *Registry {
 		Kind: config.KindSink, Type: "group", Sample: sinkgroup.SampleConfig,
 		NewConfig: func() any { c := sinkgroup.DefaultConfig(sinkTypes{r}); return &c },
 		NewSink: func(cfg any, env Env) (pipeline.Sink, error) {
-			return sinkgroup.New(*cfg.(*sinkgroup.Config), func(m *sinkgroup.Member) (pipeline.Sink, error) {
+			return sinkgroup.New(*cfg.(*sinkgroup.Config), env.DataDir, func(m *sinkgroup.Member) (pipeline.Sink, error) {
 				p, ok := r.Lookup(config.KindSink, m.Type)
 				if !ok {
 					return nil, fmt.Errorf("unknown sink type %q", m.Type)

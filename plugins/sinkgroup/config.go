@@ -128,6 +128,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.name: is required", p))
 		} else if strings.ContainsAny(m.Name, `/\`) || m.Name == "." || m.Name == ".." {
 			errs = append(errs, fmt.Errorf("%s.name: %q must not contain a path separator (it names a directory)", p, m.Name))
+		} else if m.Name == assignDir {
+			errs = append(errs, fmt.Errorf("%s.name: %q is reserved (the group's assignment logs live there)", p, m.Name))
 		} else if j, dup := seen[m.Name]; dup {
 			errs = append(errs, fmt.Errorf("%s.name: %q is also members[%d]", p, m.Name, j))
 		} else {

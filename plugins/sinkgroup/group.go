@@ -15,8 +15,12 @@
 // and fall back to another member (at-least-once for that batch). A failure
 // the member reports as not delivered (an error with a NotDelivered() true
 // method: refused connection, refused batch) is not in doubt and moves on
-// at once. Errors of members that do not say are treated as in doubt. See
-// docs/adr/0011-forwarding-and-sink-groups.md.
+// at once. Errors of members that do not say are treated as in doubt.
+//
+// The pinning survives a restart: before each send the group records
+// (stream, offset, member) durably in its data directory (assignments.go),
+// and a batch the runner replays after a crash goes back, as in doubt, to
+// the member it was sent to. See docs/adr/0011-forwarding-and-sink-groups.md.
 package sinkgroup
 
 import (
@@ -45,12 +49,19 @@ type Group struct {
 	rng     *rand.Rand
 	now     func() time.Time
 
+	// dir is the stage's data directory, holding the assignment logs;
+	// logs are those opened so far, by stream.
+	dir  string
+	logs map[string]*assignLog
+	byID map[uint64]*member
+
 	// doubt is the batch whose last write ended without an answer.
 	doubt *inDoubt
 }
 
 type member struct {
 	Member
+	id       uint64 // memberID(Name), its name in the assignment log
 	sink     pipeline.Sink
 	failures int       // in a row
 	until    time.Time // not chosen before this, unless nothing else is left
@@ -67,15 +78,19 @@ type NewMember func(m *Member) (pipeline.Sink, error)
 
 // New returns a group for cfg, building each member with build. cfg is
 // validated (which decodes the member configs) if it was not already.
-// logger may be nil.
-func New(cfg Config, build NewMember, logger *slog.Logger) (*Group, error) {
+// dir is the stage's data directory, where the group keeps which member
+// each recent batch went to (so a replay after a crash goes to the same
+// one); "" keeps that in memory only, which is exactly once only while the
+// process lives. logger may be nil.
+func New(cfg Config, dir string, build NewMember, logger *slog.Logger) (*Group, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Group{cfg: cfg, log: logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), now: time.Now}
+	g := &Group{cfg: cfg, log: logger, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())), now: time.Now,
+		dir: dir, logs: map[string]*assignLog{}, byID: map[uint64]*member{}}
 	for i := range cfg.Members {
 		m := &cfg.Members[i]
 		s, err := build(m)
@@ -85,7 +100,15 @@ func New(cfg Config, build NewMember, logger *slog.Logger) (*Group, error) {
 			}
 			return nil, fmt.Errorf("members[%d] (%s): %w", i, m.Name, err)
 		}
-		g.members = append(g.members, &member{Member: *m, sink: s})
+		mb := &member{Member: *m, id: memberID(m.Name), sink: s}
+		if other, dup := g.byID[mb.id]; dup {
+			for _, built := range append(g.members, mb) {
+				built.sink.Close(context.Background())
+			}
+			return nil, fmt.Errorf("members[%d] (%s): its name hashes like member %s's; rename one", i, m.Name, other.Name)
+		}
+		g.byID[mb.id] = mb
+		g.members = append(g.members, mb)
 	}
 	return g, nil
 }
@@ -107,10 +130,28 @@ func (g *Group) Open(ctx context.Context) error {
 // (or the one that may have is still in doubt); the runner retries the same
 // batch and fence.
 func (g *Group) Write(ctx context.Context, batch []byte, fence pipeline.Fence) ([]pipeline.Reject, error) {
+	alog, err := g.assignLog(fence.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	if d := g.doubt; d != nil && d.fence != fence {
+		g.doubt = nil // a different batch: the runner started over
+	}
+	if g.doubt == nil && alog != nil {
+		// A batch sent before a restart is in doubt on the member it went
+		// to: that member may have stored it, and only its fence can tell.
+		id, ok, beyond := alog.replayed(fence.Offset)
+		if m := g.byID[id]; ok && m != nil {
+			g.doubt = &inDoubt{fence: fence, member: m, since: g.now()}
+			g.log.Info("group: replayed batch goes back to the member it was sent to before the restart",
+				"member", m.Name, "stream", fence.Stream, "offset", fence.Offset)
+		} else if ok || beyond {
+			g.log.Warn("group: replayed batch was sent before the restart to a member this log no longer knows; choosing anew (it may be stored twice)",
+				"stream", fence.Stream, "offset", fence.Offset, "removed_member", ok)
+		}
+	}
 	if d := g.doubt; d != nil {
 		switch {
-		case d.fence != fence:
-			g.doubt = nil // a different batch: the runner started over
 		case g.now().Sub(d.since) < g.cfg.InDoubtTimeout.D:
 			rejects, err := d.member.sink.Write(ctx, batch, fence)
 			if err == nil {
@@ -129,6 +170,11 @@ func (g *Group) Write(ctx context.Context, batch []byte, fence pipeline.Fence) (
 	}
 	var errs []error
 	for _, m := range g.order() {
+		if alog != nil {
+			if err := alog.record(fence.Offset, m.id); err != nil {
+				return nil, fmt.Errorf("group: %w", err) // nothing sent
+			}
+		}
 		rejects, err := m.sink.Write(ctx, batch, fence)
 		if err == nil {
 			g.succeeded(m)
@@ -146,6 +192,28 @@ func (g *Group) Write(ctx context.Context, batch []byte, fence pipeline.Fence) (
 		errs = append(errs, fmt.Errorf("member %s: %w", m.Name, err))
 	}
 	return nil, fmt.Errorf("group: no member took the batch: %w", errors.Join(errs...))
+}
+
+// assignLog returns stream's assignment log, opening it on the stream's
+// first batch (the group learns its streams from the fences); nil without
+// a data directory.
+func (g *Group) assignLog(stream string) (*assignLog, error) {
+	if g.dir == "" {
+		return nil, nil
+	}
+	if l := g.logs[stream]; l != nil {
+		return l, nil
+	}
+	l, damaged, err := openAssignLog(g.dir, stream)
+	if err != nil {
+		return nil, err
+	}
+	if damaged > 0 {
+		g.log.Warn("group: assignment log had damaged slots (a write torn by a crash is one; its batch was not sent); skipped",
+			"file", l.path, "damaged", damaged)
+	}
+	g.logs[stream] = l
+	return l, nil
 }
 
 // order lists the members to try for a new batch: those not sitting out a
@@ -200,9 +268,16 @@ func (g *Group) failed(m *member) {
 	m.until = g.now().Add(p)
 }
 
-// Close closes every member and returns the first error.
+// Close closes every member and the assignment logs and returns the first
+// error.
 func (g *Group) Close(ctx context.Context) error {
 	var first error
+	for s, l := range g.logs {
+		if err := l.close(); err != nil && first == nil {
+			first = fmt.Errorf("group: %w", err)
+		}
+		delete(g.logs, s)
+	}
 	for _, m := range g.members {
 		if err := m.sink.Close(ctx); err != nil && first == nil {
 			first = fmt.Errorf("group member %s: close: %w", m.Name, err)

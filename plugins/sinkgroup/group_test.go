@@ -40,12 +40,16 @@ func (m *member) Write(_ context.Context, _ []byte, f pipeline.Fence) ([]pipelin
 	case "silent":
 		return nil, fmt.Errorf("%s: no acknowledgement", m.name)
 	}
+	ackLost := m.state == "stores, ack lost"
 	for _, o := range m.got {
 		if o == f.Offset {
 			return nil, nil // fenced, like a forward receiver
 		}
 	}
 	m.got = append(m.got, f.Offset)
+	if ackLost {
+		return nil, fmt.Errorf("%s: connection reset before the acknowledgement", m.name)
+	}
 	return nil, nil
 }
 
@@ -65,15 +69,25 @@ func (c *clock) now() time.Time { return c.t }
 
 func newGroup(t *testing.T, processor, selector string, prios map[string]int, names ...string) (*sinkgroup.Group, map[string]*member, *clock) {
 	t.Helper()
+	members := map[string]*member{}
+	for _, n := range names {
+		members[n] = &member{name: n, state: "ok"}
+	}
+	g, c := groupOver(t, "", processor, selector, prios, members, names...)
+	return g, members, c
+}
+
+// groupOver builds a group over existing members (the collectors, which
+// outlive an edge's restart) with data directory dir.
+func groupOver(t *testing.T, dir, processor, selector string, prios map[string]int, members map[string]*member, names ...string) (*sinkgroup.Group, *clock) {
+	t.Helper()
 	cfg := sinkgroup.DefaultConfig(stubTypes{})
 	cfg.Processor, cfg.Selector = processor, selector
 	cfg.InDoubtTimeout = units.Of(time.Minute)
-	members := map[string]*member{}
 	for _, n := range names {
 		cfg.Members = append(cfg.Members, sinkgroup.Member{Name: n, Type: "stub", Priority: prios[n]})
-		members[n] = &member{name: n, state: "ok"}
 	}
-	g, err := sinkgroup.New(cfg, func(m *sinkgroup.Member) (pipeline.Sink, error) { return members[m.Name], nil }, nil)
+	g, err := sinkgroup.New(cfg, dir, func(m *sinkgroup.Member) (pipeline.Sink, error) { return members[m.Name], nil }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +96,7 @@ func newGroup(t *testing.T, processor, selector string, prios map[string]int, na
 	if err := g.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return g, members, c
+	return g, c
 }
 
 func write(g *sinkgroup.Group, off uint64) error {
@@ -201,6 +215,61 @@ func TestInDoubtBatchStaysOnItsMember(t *testing.T) {
 	must(t, write(g, off)) // past in_doubt_timeout: b takes it
 	if got := m["b"].got; got[len(got)-1] != off || fmt.Sprint(m["a"].got) != "[1]" {
 		t.Errorf("a %v b %v, want b to end with %d", m["a"].got, got, off)
+	}
+}
+
+// An edge killed right after sending batches replays them from its last
+// committed channel position with a fresh group (a new process). Each
+// replayed batch must go back to the member it was sent to, whose fence
+// acknowledges it without storing it again — the load_balance duplicate of
+// TestForwardLoadBalanceKill9, where a fresh round robin sent it elsewhere.
+func TestReplayAfterRestartGoesToTheSameMember(t *testing.T) {
+	dir := t.TempDir()
+	m := map[string]*member{"a": {name: "a", state: "ok"}, "b": {name: "b", state: "ok"}}
+	g1, _ := groupOver(t, dir, "load_balance", "round_robin", nil, m, "a", "b")
+	must(t, write(g1, 1)) // a
+	must(t, write(g1, 2)) // b
+	m["a"].state = "stores, ack lost"
+	if err := write(g1, 3); err == nil || !strings.Contains(err.Error(), "in doubt") {
+		t.Fatalf("batch 3: want in doubt, got %v", err)
+	}
+	// kill -9: g1 is never closed, and the runner had committed offset 1
+	// only (it commits every CommitEvery), so it replays 2 and 3.
+	m["a"].state = "ok"
+	g2, _ := groupOver(t, dir, "load_balance", "round_robin", nil, m, "a", "b")
+	defer g2.Close(context.Background())
+	for off := uint64(2); off <= 6; off++ {
+		must(t, write(g2, off))
+	}
+	seen := map[uint64]int{}
+	for _, n := range []string{"a", "b"} {
+		for _, o := range m[n].got {
+			seen[o]++
+		}
+	}
+	for off := uint64(1); off <= 6; off++ {
+		if seen[off] != 1 {
+			t.Errorf("batch %d stored %d times (a %v, b %v)", off, seen[off], m["a"].got, m["b"].got)
+		}
+	}
+
+	// A replayed batch whose member is down waits for it (in doubt: it
+	// may hold the batch) until in_doubt_timeout, then moves on.
+	g2.Close(context.Background())
+	m["b"].state = "down"
+	g3, c := groupOver(t, dir, "load_balance", "round_robin", nil, m, "b", "a") // reordered: ids are names
+	defer g3.Close(context.Background())
+	var lastB uint64
+	for _, o := range m["b"].got {
+		lastB = max(lastB, o)
+	}
+	if err := write(g3, lastB); err == nil || !strings.Contains(err.Error(), "retrying there only") {
+		t.Fatalf("replay of %d with b down: want it pinned to b, got %v", lastB, err)
+	}
+	c.t = c.t.Add(time.Minute + time.Second)
+	must(t, write(g3, lastB))
+	if fmt.Sprint(m["a"].got[len(m["a"].got)-1]) != fmt.Sprint(lastB) {
+		t.Errorf("past in_doubt_timeout batch %d did not move to a: a %v", lastB, m["a"].got)
 	}
 }
 
