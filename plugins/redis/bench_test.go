@@ -12,9 +12,9 @@ import (
 )
 
 // BenchmarkSinkVsPipeline applies the same 1000 hincrby records per batch
-// through the sink (decode, parse, WATCH/GET fence, MULTI … SET fence EXEC)
-// and through a bare go-redis pipelined loop of the same commands, both in
-// every iteration against the same redis-server, and reports
+// through the sink (decode, parse, one script call applying the commands
+// and the fence) and through a bare go-redis pipelined loop of the same
+// commands, both in every iteration against the same redis-server, and reports
 // ratio = bare time / sink time (1.0: the sink costs nothing).
 func BenchmarkSinkVsPipeline(b *testing.B) {
 	srv := testredis.Start(b)

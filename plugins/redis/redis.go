@@ -4,23 +4,25 @@
 // universal client.
 //
 // Effectively once: a batch's commands and its fence (pipeline.Fence) are
-// queued in one MULTI/EXEC under WATCH of the fence key, so Redis applies
-// both or neither; a batch at or below the recorded fence is skipped. In
-// cluster mode the commands are grouped by hash slot and each group carries
-// its own fence key in that slot, so each group is atomic and skipped on
-// replay on its own. docs/adr/0007-kafka-redis-delivery.md explains why
-// MULTI/EXEC and not a Lua script.
+// applied by one Lua script (applyScript), so Redis applies both or
+// neither; a batch at or below the recorded fence is skipped. The script
+// stores the commands Redis refused with the fence, so a skipped replay of
+// the last applied batch returns them again. In cluster mode the commands
+// are grouped by hash slot and each group carries its own fence key in
+// that slot, so each group is atomic and skipped on replay on its own.
+// docs/adr/0007-kafka-redis-delivery.md explains why a script and not
+// MULTI/EXEC.
 package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -48,43 +50,10 @@ type Sink struct {
 	parsed []parsed
 	cmds   []item
 	groups map[uint16][]item
-	fences map[string]string // fence key → fence this sink knows is stored
+	fences map[string]string // fence key → fence this sink last saw stored
 	mapper *mapper           // mapping mode, or nil for command records
 	mapped []command.Command
-	hincr  []*hincrSlot // reused commands, standalone and Sentinel only
-	three  []*threeSlot
-}
-
-// hincrSlot is one HINCRBY command kept from batch to batch. Its arguments
-// point at the slot's fields, so the next batch refills the fields instead
-// of allocating a command, an argument slice and three boxed values per
-// record — HINCRBY is what aggregating bolts emit most.
-type hincrSlot struct {
-	key, field string
-	incr       int64
-	cmd        *goredis.IntCmd
-}
-
-func newHincrSlot() *hincrSlot {
-	h := &hincrSlot{}
-	h.cmd = goredis.NewIntCmd(context.Background(), "hincrby", &h.key, &h.field, &h.incr)
-	return h
-}
-
-// threeSlot is the same for a command of three string arguments
-// (HINCRBYFLOAT, ZINCRBY, HSET); args[0], the command's name, is set per
-// use from a constant, which boxes without allocating.
-type threeSlot struct {
-	a, b, c string
-	args    []any // shared with cmd
-	cmd     *goredis.Cmd
-}
-
-func newThreeSlot() *threeSlot {
-	t := &threeSlot{}
-	t.args = []any{"", &t.a, &t.b, &t.c}
-	t.cmd = goredis.NewCmd(context.Background(), t.args...)
-	return t
+	args   []any // the script's arguments, reused between batches
 }
 
 type item struct {
@@ -286,185 +255,216 @@ func onePerEvent(rs []pipeline.Reject) []pipeline.Reject {
 	return out
 }
 
-// apply applies items and the fence fv under fenceKey, atomically, unless
-// the fence shows the batch applied already.
+// applyScript applies one batch (or, in cluster mode, one slot's share of
+// it) and its fence atomically. KEYS[1] is the fence key, ARGV[1] the
+// batch's fence (20 digits), then the commands (appendCommands): a run of
+// "hincrby", "hincrbyfloat", "hset" or "zincrby" as the op, the run's
+// length and three arguments per command; any other command as "*", its
+// number of words and the words.
 //
-// The first batch of a stream after Open reads the fence under WATCH:
-// WATCH+GET in one round trip, then MULTI … SET fence EXEC (a cluster client
-// sends WATCH itself, one more round trip). After that this sink knows the
-// stream's fence — it is the stream's only writer (the instance id makes
-// fence keys unique to one agent) — and sends MULTI … SET fence GET EXEC
-// alone: one round trip per batch, like a bare pipeline. The old value GET
-// returns must be the fence this sink last wrote; if not, something else
-// wrote the key, which is logged as an error. Any failure forgets the
-// known fence, so the next attempt reads it again.
+// The fence key holds the fence, followed — when Redis refused some of
+// the batch's commands — by those refusals as JSON [position, error, …]
+// (position: the command's place in the call). It is overwritten by every
+// applied batch, so it holds the refusals of the last one only; that is
+// all a replay can need, as the runner commits its position after every
+// Write. A replay of exactly that batch gets them back, an older one
+// nothing.
+//
+// Reply: {1 applied | 0 skipped, the fence stored before ("" if none), the
+// refusals JSON of this batch ("" if none)}.
+//
+// The shebang makes it a script that may write (Redis ≥ 7.0): Redis refuses
+// it as a whole before it runs when it is out of memory, a read-only
+// replica or failing to persist — like EXECABORT, nothing applied. A
+// command refused while it runs (WRONGTYPE, not an integer) fails alone
+// (redis.pcall) and the rest is applied.
+var applyScript = goredis.NewScript(`#!lua
+local stored = redis.call('get', KEYS[1])
+local prev = ''
+if stored then
+  prev = string.sub(stored, 1, 20)
+  if prev >= ARGV[1] then
+    if prev == ARGV[1] then return {0, prev, string.sub(stored, 21)} end
+    return {0, prev, ''}
+  end
+end
+local call, refused = redis.pcall, {}
+local i, n, pos = 2, #ARGV, 0
+while i <= n do
+  local op, r = ARGV[i], nil
+  if op == '*' then
+    local k = tonumber(ARGV[i+1])
+    r = call(unpack(ARGV, i+2, i+1+k))
+    i = i + 2 + k
+    if type(r) == 'table' and r.err then
+      refused[#refused+1] = pos
+      refused[#refused+1] = r.err
+    end
+    pos = pos + 1
+  else
+    local last = i + 1 + 3 * tonumber(ARGV[i+1])
+    i = i + 2
+    while i < last do
+      r = call(op, ARGV[i], ARGV[i+1], ARGV[i+2])
+      if type(r) == 'table' and r.err then
+        refused[#refused+1] = pos
+        refused[#refused+1] = r.err
+      end
+      i = i + 3
+      pos = pos + 1
+    end
+  end
+end
+local rec = ''
+if #refused > 0 then rec = cjson.encode(refused) end
+redis.call('set', KEYS[1], ARGV[1] .. rec)
+return {1, prev, rec}
+`)
+
+// apply applies items and the fence fv under fenceKey in one script call,
+// unless the fence shows the batch applied already; either way it returns
+// the batch's refused commands as rejects.
+//
+// The sink is a stream's only writer (the instance id makes fence keys
+// unique to one agent), so the fence the script finds must be the one this
+// sink last saw; if not, something else wrote the key, which is logged as
+// an error. Any failure forgets the known fence.
 func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]pipeline.Reject, error) {
-	if last, ok := s.fences[fenceKey]; ok {
-		if fv <= last {
-			return nil, nil // a replay of a batch this sink applied
-		}
-		var prev string
-		rejects, err := s.exec(ctx, s.rdb.TxPipelined, fenceKey, fv, items, &prev)
-		if err != nil {
-			delete(s.fences, fenceKey)
-			return nil, fmt.Errorf("redis: %w", err)
-		}
-		if prev != last {
-			s.log.Error("redis sink: fence changed by another writer; is instance_id shared by two agents?",
-				"key", fenceKey, "expected", last, "found", prev)
-		}
-		s.fences[fenceKey] = fv
-		return rejects, nil
-	}
-	var rejects []pipeline.Reject
-	cluster := s.cfg.Mode == ModeCluster
-	var watchKeys []string
-	if cluster {
-		watchKeys = []string{fenceKey}
-	}
-	known := ""
-	err := s.rdb.Watch(ctx, func(tx *goredis.Tx) error {
-		var get *goredis.StringCmd
-		if _, err := tx.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			if !cluster {
-				p.Do(ctx, "watch", fenceKey)
-			}
-			get = p.Get(ctx, fenceKey)
-			return nil
-		}); err != nil && err != goredis.Nil {
-			return err
-		}
-		cur, err := get.Result()
-		if err != nil && err != goredis.Nil {
-			return err
-		}
-		if err == nil && cur >= fv {
-			known = cur
-			return tx.Unwatch(ctx).Err() // a replay of a batch already applied
-		}
-		var prev string
-		rejects, err = s.exec(ctx, tx.TxPipelined, fenceKey, fv, items, &prev)
-		if err == nil {
-			known = fv
-		}
-		return err
-	}, watchKeys...)
+	s.args = appendCommands(append(s.args[:0], fv), items)
+	reply, err := applyScript.Run(ctx, s.rdb, []string{fenceKey}, s.args...).Slice()
+	clear(s.args) // drop references into the batch
 	if err != nil {
+		delete(s.fences, fenceKey)
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	s.fences[fenceKey] = known
+	applied, prev, rec, ok := scriptReply(reply)
+	if !ok {
+		delete(s.fences, fenceKey)
+		return nil, fmt.Errorf("redis: unexpected reply %v from the apply script", reply)
+	}
+	if last, known := s.fences[fenceKey]; known && prev != last {
+		s.log.Error("redis sink: fence changed by another writer; is instance_id shared by two agents?",
+			"key", fenceKey, "expected", last, "found", prev)
+	}
+	if applied {
+		s.fences[fenceKey] = fv
+	} else {
+		s.fences[fenceKey] = prev
+	}
+	if rec == "" {
+		return nil, nil
+	}
+	rejects, err := refusals(rec, items)
+	if err != nil {
+		// Only another writer of the fence key could have stored this;
+		// the batch is applied, so failing it would block the stream for
+		// good over rejects that cannot be known any more.
+		s.log.Error("redis sink: refusals stored with the fence are unreadable; they are not dead-lettered",
+			"key", fenceKey, "value", rec, "error", err)
+		return nil, nil
+	}
 	return rejects, nil
 }
 
-// exec sends MULTI, the commands, SET fence GET, EXEC through txPipelined
-// and sorts the replies into rejects; prev receives the fence's old value.
-func (s *Sink) exec(ctx context.Context, txPipelined func(context.Context, func(goredis.Pipeliner) error) ([]goredis.Cmder, error),
-	fenceKey, fv string, items []item, prev *string) ([]pipeline.Reject, error) {
-	var fenceCmd *goredis.Cmd
-	// A cluster client caches each command's hash slot in the command, so
-	// commands are reused only outside cluster mode.
-	reuse := s.cfg.Mode != ModeCluster
-	used, usedThree := 0, 0
-	defer func() {
-		for _, h := range s.hincr[:used] {
-			h.key, h.field = "", "" // drop references into the batch
-		}
-		for _, t := range s.three[:usedThree] {
-			t.a, t.b, t.c = "", "", ""
-		}
-	}()
-	three := func(p goredis.Pipeliner, op any, a, b, c string) {
-		if usedThree == len(s.three) {
-			s.three = append(s.three, newThreeSlot())
-		}
-		t := s.three[usedThree]
-		usedThree++
-		t.args[0], t.a, t.b, t.c = op, a, b, c
-		t.cmd.SetErr(nil)
-		_ = p.Process(ctx, t.cmd)
+// scriptReply unpacks the reply of applyScript.
+func scriptReply(reply []any) (applied bool, prev, rec string, ok bool) {
+	if len(reply) != 3 {
+		return false, "", "", false
 	}
-	cmds, err := txPipelined(ctx, func(p goredis.Pipeliner) error {
-		for i := range items {
-			c := &items[i].cmd
-			if !reuse {
-				queue(ctx, p, c)
-				continue
-			}
-			switch c.Op {
-			case "hincrby":
-				if used == len(s.hincr) {
-					s.hincr = append(s.hincr, newHincrSlot())
-				}
-				h := s.hincr[used]
-				used++
-				h.key, h.field, h.incr = c.Key, c.Field, c.Int
-				h.cmd.SetErr(nil)
-				_ = p.Process(ctx, h.cmd)
-			case "hincrbyfloat":
-				three(p, "hincrbyfloat", c.Key, c.Field, c.Raw)
-			case "zincrby":
-				three(p, "zincrby", c.Key, c.Raw, c.Field)
-			case "hset":
-				three(p, "hset", c.Key, c.Field, c.Str)
-			default:
-				queue(ctx, p, c)
-			}
-		}
-		fenceCmd = p.Do(ctx, "set", fenceKey, fv, "get")
-		return nil
-	})
-	if len(cmds) != len(items)+1 {
-		if err == nil {
-			err = fmt.Errorf("transaction returned %d replies for %d commands", len(cmds), len(items)+1)
-		}
+	flag, ok1 := reply[0].(int64)
+	prev, ok2 := reply[1].(string)
+	rec, ok3 := reply[2].(string)
+	return flag == 1, prev, rec, ok1 && ok2 && ok3
+}
+
+// refusals decodes the refusals JSON of applyScript into rejects of items.
+func refusals(rec string, items []item) ([]pipeline.Reject, error) {
+	var pairs []any
+	if err := json.Unmarshal([]byte(rec), &pairs); err != nil {
 		return nil, err
 	}
-	// The fence reply tells whether EXEC ran: if it did not (network
-	// error, EXECABORT, a watched key changed), nothing was applied.
-	old, ferr := fenceCmd.Text()
-	if ferr != nil && ferr != goredis.Nil {
-		return nil, ferr
+	if len(pairs)%2 != 0 {
+		return nil, fmt.Errorf("%d elements, want pairs", len(pairs))
 	}
-	*prev = old
-	var rejects []pipeline.Reject
-	for i, c := range cmds[:len(items)] {
-		if cerr := c.Err(); cerr != nil {
-			rejects = append(rejects, pipeline.Reject{Index: items[i].index,
-				Reason: fmt.Sprintf("redis refused %s %s: %v", items[i].cmd.Op, items[i].cmd.Key, cerr)})
+	rejects := make([]pipeline.Reject, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		pos, ok1 := pairs[i].(float64)
+		msg, ok2 := pairs[i+1].(string)
+		if !ok1 || !ok2 || pos < 0 || pos >= float64(len(items)) || pos != float64(int(pos)) {
+			return nil, fmt.Errorf("element %d: want a command position below %d and an error", i, len(items))
 		}
+		it := &items[int(pos)]
+		rejects = append(rejects, pipeline.Reject{Index: it.index,
+			Reason: fmt.Sprintf("redis refused %s %s: %s", it.cmd.Op, it.cmd.Key, msg)})
 	}
 	return rejects, nil
 }
 
-// queue adds the Redis command of c to p.
-func queue(ctx context.Context, p goredis.Pipeliner, c *command.Command) {
+// appendCommands appends the commands of items in applyScript's layout:
+// a run of consecutive commands of one three-argument op is sent as the
+// op, the run's length and the arguments, so the script gets one argument
+// fewer per command to convert. Those commands pass constant names and
+// pointers into items, which go into an interface without allocating: a
+// batch of a thousand records would otherwise box thousands of strings.
+func appendCommands(args []any, items []item) []any {
+	run, runOp, runLen := -1, "", 0 // run: where its length goes in args
+	endRun := func() {
+		if run >= 0 {
+			args[run] = runLen
+		}
+		run, runOp, runLen = -1, "", 0
+	}
+	for i := range items {
+		c := &items[i].cmd
+		var op string
+		var a, b, d any
+		switch c.Op {
+		case "hincrby":
+			op, a, b, d = "hincrby", &c.Key, &c.Field, &c.Int
+		case "hincrbyfloat":
+			op, a, b, d = "hincrbyfloat", &c.Key, &c.Field, &c.Raw
+		case "hset":
+			op, a, b, d = "hset", &c.Key, &c.Field, &c.Str
+		case "zincrby":
+			op, a, b, d = "zincrby", &c.Key, &c.Raw, &c.Field
+		default:
+			endRun()
+			args = appendGeneric(args, c)
+			continue
+		}
+		if op != runOp {
+			endRun()
+			args = append(args, op, nil)
+			run, runOp = len(args)-1, op
+		}
+		args = append(args, a, b, d)
+		runLen++
+	}
+	endRun()
+	return args
+}
+
+// appendGeneric appends c as "*", its number of words and the words.
+func appendGeneric(args []any, c *command.Command) []any {
 	switch c.Op {
-	case "hincrby":
-		p.HIncrBy(ctx, c.Key, c.Field, c.Int)
-	case "hincrbyfloat":
-		p.Do(ctx, "hincrbyfloat", c.Key, c.Field, c.Raw)
-	case "hset":
-		p.HSet(ctx, c.Key, c.Field, c.Str)
-	case "zincrby":
-		p.Do(ctx, "zincrby", c.Key, c.Raw, c.Field)
 	case "set":
 		if c.HasTTL {
-			p.Set(ctx, c.Key, c.Str, time.Duration(c.TTLms)*time.Millisecond)
-		} else {
-			p.Set(ctx, c.Key, c.Str, 0)
+			return append(args, "*", 5, "set", &c.Key, &c.Str, "px", &c.TTLms)
 		}
+		return append(args, "*", 3, "set", &c.Key, &c.Str)
 	case "expire":
-		p.PExpire(ctx, c.Key, time.Duration(c.TTLms)*time.Millisecond)
+		return append(args, "*", 3, "pexpire", &c.Key, &c.TTLms)
 	case "xadd":
-		vals := make([]string, 0, 2*len(c.Fields))
+		args = append(args, "*", 3+2*len(c.Fields), "xadd", &c.Key, "*")
 		for f, v := range c.Fields {
-			vals = append(vals, f, v)
+			args = append(args, f, v)
 		}
-		p.XAdd(ctx, &goredis.XAddArgs{Stream: c.Key, Values: vals})
+		return args
 	case "publish":
-		p.Publish(ctx, c.Key, c.Str)
+		return append(args, "*", 3, "publish", &c.Key, &c.Str)
 	default:
-		// command.Parse admits only the ops above.
+		// command.Parse and the mapper admit only these and the four
+		// three-argument ops.
 		panic("redis: unknown op " + c.Op)
 	}
 }

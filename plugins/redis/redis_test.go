@@ -222,6 +222,65 @@ func TestMalformedAndRefusedCommandsAreRejectedTheRestApplied(t *testing.T) {
 	}
 }
 
+// A replayed batch the fence skips must still return the rejects of its
+// first Write (the Sink contract, docs/adr/0004 §6): the agent may have
+// been killed between that Write and the runner's dead-letter append. The
+// replay comes from a fresh sink, as after a restart.
+func TestSkippedReplayReturnsTheRefusalsOfItsFirstWrite(t *testing.T) {
+	srv := testredis.Start(t)
+	rc := client(t, srv.Addr)
+	ctx := context.Background()
+	rc.Set(ctx, "str", "x", 0)
+	b := batchOf(
+		`{"op":"hincrby","key":"ok","field":"f","value":2}`,
+		`{"op":"hincrby","key":"str","field":"f","value":1}`, // WRONGTYPE
+		`not json`,
+		`{"op":"zincrby","key":"str","member":"m","value":1}`, // WRONGTYPE
+		`{"op":"hincrby","key":"ok","field":"f","value":3}`,
+	)
+	fence := pipeline.Fence{Stream: "in/0/redis", Offset: 7}
+	first, err := open(t, srv.Addr, "replay").Write(ctx, b, fence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 3 || first[0].Index != 1 || first[1].Index != 2 || first[2].Index != 3 ||
+		!strings.Contains(first[0].Reason, "WRONGTYPE") || !strings.Contains(first[2].Reason, "WRONGTYPE") {
+		t.Fatalf("first write rejects %+v, want 1 and 3 (WRONGTYPE) and 2 (malformed)", first)
+	}
+	// A fresh sink replays the same batch with the same fence, twice (a
+	// retry after a lost reply looks the same).
+	restarted := open(t, srv.Addr, "replay")
+	for try := 0; try < 2; try++ {
+		again, err := restarted.Write(ctx, b, fence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(again) != fmt.Sprint(first) {
+			t.Fatalf("replay %d rejects %+v, want those of the first write %+v", try, again, first)
+		}
+	}
+	if v := rc.HGet(ctx, "ok", "f").Val(); v != "5" {
+		t.Fatalf("ok.f = %s, want 5 (applied once)", v)
+	}
+	// Only the last applied batch's refusals are kept: the next batch
+	// (none refused) replaces them, and a replay of an older batch gets
+	// only its recomputed malformed-record rejects.
+	next := batchOf(`{"op":"hincrby","key":"ok","field":"f","value":10}`)
+	if rej, err := restarted.Write(ctx, next, pipeline.Fence{Stream: fence.Stream, Offset: 8}); err != nil || rej != nil {
+		t.Fatalf("batch 8: %v %v", rej, err)
+	}
+	if rej, err := open(t, srv.Addr, "replay").Write(ctx, next, pipeline.Fence{Stream: fence.Stream, Offset: 8}); err != nil || rej != nil {
+		t.Fatalf("replay of batch 8: %v %v", rej, err)
+	}
+	old, err := restarted.Write(ctx, b, fence)
+	if err != nil || len(old) != 1 || old[0].Index != 2 {
+		t.Fatalf("replay of batch 7 after batch 8: %+v %v, want the malformed record 2 only", old, err)
+	}
+	if v := rc.HGet(ctx, "ok", "f").Val(); v != "15" {
+		t.Fatalf("ok.f = %s, want 15", v)
+	}
+}
+
 // The sink reuses its HINCRBY, HINCRBYFLOAT, ZINCRBY and HSET commands
 // from batch to batch: a refusal, name, key or argument of one batch must
 // not show up in the next.
@@ -565,5 +624,29 @@ func FuzzTemplate(f *testing.F) {
 		}
 		m := &mapper{ms: []Mapping{{Op: "hset"}}, key: []template{tp}, fld: []template{tp}, val: []template{tp}}
 		m.commands(nil, body, []byte("k")) // must not panic
+	})
+}
+
+// FuzzRefusals: the refusals stored with a fence come from the network;
+// whatever they hold, decoding must not panic and may only name commands
+// of the batch.
+func FuzzRefusals(f *testing.F) {
+	f.Add(`[0,"WRONGTYPE Operation against a key holding the wrong kind of value",2,"ERR hash value is not an integer"]`)
+	f.Add(`[1.5,"x"]`)
+	f.Add(`[0]`)
+	f.Add(`[-1,"x"]`)
+	f.Add(`{"a":1}`)
+	f.Fuzz(func(t *testing.T, rec string) {
+		items := []item{{index: 4}, {index: 7}, {index: 9}}
+		items[0].cmd.Op, items[1].cmd.Op, items[2].cmd.Op = "hincrby", "hset", "zincrby"
+		rejects, err := refusals(rec, items)
+		if err != nil {
+			return
+		}
+		for _, r := range rejects {
+			if r.Index != 4 && r.Index != 7 && r.Index != 9 {
+				t.Fatalf("reject of event %d, not one of the batch's", r.Index)
+			}
+		}
 	})
 }
