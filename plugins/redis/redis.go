@@ -335,7 +335,7 @@ func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]
 	clear(s.args) // drop references into the batch
 	if err != nil {
 		delete(s.fences, fenceKey)
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, explainScriptError(err)
 	}
 	applied, prev, rec, ok := scriptReply(reply)
 	if !ok {
@@ -364,6 +364,16 @@ func (s *Sink) apply(ctx context.Context, fenceKey, fv string, items []item) ([]
 		return nil, nil
 	}
 	return rejects, nil
+}
+
+// explainScriptError wraps an error of applyScript. A server older than
+// Redis 7 cannot compile the script's "#!lua" shebang; it would refuse every
+// batch with a Lua syntax error that does not say why, so name the cause.
+func explainScriptError(err error) error {
+	if strings.Contains(err.Error(), "Error compiling script") {
+		return fmt.Errorf("redis: the server cannot compile the sink's apply script, which needs Redis 7.0 or later: %w", err)
+	}
+	return fmt.Errorf("redis: %w", err)
 }
 
 // scriptReply unpacks the reply of applyScript.

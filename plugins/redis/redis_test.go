@@ -650,3 +650,18 @@ func FuzzRefusals(f *testing.F) {
 		}
 	})
 }
+
+// TestScriptErrorOfAnOldServerNamesTheVersion checks that the error Redis 6
+// gives for the apply script's shebang (its text copied from a Redis 6.2
+// reply) says that Redis 7 is needed, and that other errors pass unchanged.
+func TestScriptErrorOfAnOldServerNamesTheVersion(t *testing.T) {
+	old := errors.New("ERR Error compiling script (new function): user_script:1: unexpected symbol near '#'")
+	err := explainScriptError(old)
+	if !errors.Is(err, old) || !strings.Contains(err.Error(), "needs Redis 7.0 or later") {
+		t.Fatalf("got %v", err)
+	}
+	other := errors.New("LOADING Redis is loading the dataset in memory")
+	if err := explainScriptError(other); !errors.Is(err, other) || strings.Contains(err.Error(), "7.0") {
+		t.Fatalf("got %v", err)
+	}
+}
