@@ -26,18 +26,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
+
+	"github.com/sluicehq/sluice/internal/toolchain"
 )
 
 // Lang is a plugin language.
-type Lang string
+type Lang = toolchain.Lang
 
 // The supported languages, as `--lang` spells them.
 const (
-	Go             Lang = "go"
-	C              Lang = "c"
-	AssemblyScript Lang = "as"
+	Go             = toolchain.Go
+	C              = toolchain.C
+	AssemblyScript = toolchain.AssemblyScript
 )
 
 // ParseLang accepts go, c, as (or assemblyscript).
@@ -127,14 +128,7 @@ func langName(l Lang) string {
 }
 
 // MissingToolError says which package provides a tool that is not installed.
-type MissingToolError struct {
-	Tool    string
-	Install string // e.g. "the Debian package clang"
-}
-
-func (e *MissingToolError) Error() string {
-	return fmt.Sprintf("%s not found: install %s", e.Tool, e.Install)
-}
+type MissingToolError = toolchain.MissingToolError
 
 // SDKRoot returns the root of the Sluice checkout whose sdk/ is used for
 // plugins in dir: the nearest ancestor of dir holding sdk/ABI.md, or named by
@@ -181,44 +175,27 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	cmd.Stderr = &output
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(output.String())
-		return fmt.Errorf("%s %s: %v\n%s%s", filepath.Base(name), strings.Join(args, " "), err, msg, hint(msg))
+		if h := toolchain.Hint(msg); h != "" {
+			msg += "\n" + h
+		}
+		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, msg)
 	}
 	return nil
 }
 
-// hint names the Debian package behind a typical C toolchain failure.
-func hint(msg string) string {
-	switch {
-	case strings.Contains(msg, "wasm-ld"):
-		return "\nhint: install the Debian package lld"
-	case strings.Contains(msg, "libclang_rt.builtins-wasm32"):
-		return "\nhint: install the Debian package libclang-rt-14-dev-wasm32"
-	case strings.Contains(msg, "crt1") || strings.Contains(msg, ".h' file not found") || strings.Contains(msg, "-lc"):
-		return "\nhint: install the Debian package wasi-libc"
-	}
-	return ""
-}
-
 func buildGo(ctx context.Context, dir, out string) error {
-	goTool, err := exec.LookPath("go")
+	goTool, err := toolchain.GoCommand()
 	if err != nil {
-		// the toolchain that built this binary, when it is still there
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, serr := os.Stat(goTool); serr != nil {
-			return &MissingToolError{Tool: "go", Install: "Go 1.24 or newer (https://go.dev/dl, or the Debian package golang-go)"}
-		}
+		return err
 	}
 	return run(ctx, dir, []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"},
 		goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
 }
 
 func buildC(ctx context.Context, dir, out string) error {
-	clang, err := exec.LookPath("clang")
+	clang, err := toolchain.Clang()
 	if err != nil {
-		return &MissingToolError{Tool: "clang", Install: "the Debian packages clang lld wasi-libc libclang-rt-14-dev-wasm32"}
-	}
-	if _, err := exec.LookPath("wasm-ld"); err != nil {
-		return &MissingToolError{Tool: "wasm-ld", Install: "the Debian package lld"}
+		return err
 	}
 	root, err := SDKRoot(dir)
 	if err != nil {
@@ -244,20 +221,18 @@ func buildC(ctx context.Context, dir, out string) error {
 }
 
 func buildAS(ctx context.Context, dir, out string) error {
-	node, err := exec.LookPath("node")
+	node, err := toolchain.Node()
 	if err != nil {
-		return &MissingToolError{Tool: "node", Install: "the Debian packages nodejs npm"}
+		return err
 	}
-	asc := filepath.Join(dir, "node_modules", "assemblyscript", "bin", "asc.js")
-	if _, err := os.Stat(asc); err != nil {
+	asc, err := toolchain.ASC(dir)
+	if err != nil {
 		root, rerr := SDKRoot(dir)
 		if rerr != nil {
 			return rerr
 		}
-		asc = filepath.Join(root, "sdk", "assemblyscript", "node_modules", "assemblyscript", "bin", "asc.js")
-		if _, err := os.Stat(asc); err != nil {
-			return &MissingToolError{Tool: "asc (AssemblyScript compiler)",
-				Install: "the npm package assemblyscript: run `npm ci` in " + filepath.Join(root, "sdk", "assemblyscript")}
+		if asc, err = toolchain.ASC(filepath.Join(root, "sdk", "assemblyscript")); err != nil {
+			return err
 		}
 	}
 	entry := filepath.Join("assembly", "index.ts")

@@ -21,13 +21,14 @@ import (
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/wasmhost"
 	"github.com/sluicehq/sluice/internal/orders"
+	"github.com/sluicehq/sluice/internal/toolchain"
 	"github.com/sluicehq/sluice/sdk/internal/pluginbuild"
 	"go.uber.org/goleak"
 )
 
 // languages are the SDKs under test, each with its conformance plugin in
 // plugins/<lang>.
-var languages = []pluginbuild.Lang{pluginbuild.Go, pluginbuild.C, pluginbuild.AssemblyScript}
+var languages = []toolchain.Lang{toolchain.Go, toolchain.C, toolchain.AssemblyScript}
 
 var (
 	rt       *wasmhost.Runtime
@@ -75,7 +76,7 @@ func TestMain(m *testing.M) {
 
 // module builds plugins/<dir> (written in lang) from source once per test
 // process.
-func module(t *testing.T, lang pluginbuild.Lang, dir string) []byte {
+func module(t *testing.T, lang toolchain.Lang, dir string) []byte {
 	t.Helper()
 	v, _ := builds.LoadOrStore(dir, &buildResult{})
 	b := v.(*buildResult)
@@ -131,9 +132,9 @@ type loadOptions struct {
 	plugin    string // plugins/<lang><plugin>; "" is the conformance plugin
 }
 
-func (o loadOptions) dir(lang pluginbuild.Lang) string { return string(lang) + o.plugin }
+func (o loadOptions) dir(lang toolchain.Lang) string { return string(lang) + o.plugin }
 
-func load(t *testing.T, lang pluginbuild.Lang, o loadOptions) *wasmhost.Plugin {
+func load(t *testing.T, lang toolchain.Lang, o loadOptions) *wasmhost.Plugin {
 	t.Helper()
 	p, err := tryLoad(t, lang, o)
 	if err != nil {
@@ -142,7 +143,7 @@ func load(t *testing.T, lang pluginbuild.Lang, o loadOptions) *wasmhost.Plugin {
 	return p
 }
 
-func tryLoad(t *testing.T, lang pluginbuild.Lang, o loadOptions) (*wasmhost.Plugin, error) {
+func tryLoad(t *testing.T, lang toolchain.Lang, o loadOptions) (*wasmhost.Plugin, error) {
 	t.Helper()
 	if o.kind == "" {
 		o.kind = wasmhost.KindBolt
@@ -252,7 +253,7 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func testVectors(t *testing.T, lang pluginbuild.Lang) {
+func testVectors(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{config: map[string]any{"prefix": vectorPrefix}})
 	for _, v := range readVectors(t) {
 		res, err := p.Process(context.Background(), v.in)
@@ -274,7 +275,7 @@ func head(b []byte) []byte {
 	return b
 }
 
-func testInitConfig(t *testing.T, lang pluginbuild.Lang) {
+func testInitConfig(t *testing.T, lang toolchain.Lang) {
 	cfg := map[string]any{
 		"prefix": "pre/",
 		"nested": map[string]any{"a": int64(1), "list": []any{"x", "y"}},
@@ -288,14 +289,14 @@ func testInitConfig(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testInitFails(t *testing.T, lang pluginbuild.Lang) {
+func testInitFails(t *testing.T, lang toolchain.Lang) {
 	_, err := tryLoad(t, lang, loadOptions{config: map[string]any{"fail_init": true}})
 	if err == nil || !strings.Contains(err.Error(), "fail_init requested") {
 		t.Fatalf("load with fail_init = %v, want an error carrying the plugin's message", err)
 	}
 }
 
-func testEmptyBatch(t *testing.T, lang pluginbuild.Lang) {
+func testEmptyBatch(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{})
 	res := process(t, p, event.AppendBatch(nil, nil))
 	mustOK(t, res)
@@ -310,7 +311,7 @@ func testEmptyBatch(t *testing.T, lang pluginbuild.Lang) {
 // append grow its buffers ran out of memory here.
 const largestBatchBytes = 8 << 20
 
-func testLargestBatch(t *testing.T, lang pluginbuild.Lang) {
+func testLargestBatch(t *testing.T, lang toolchain.Lang) {
 	big := make([]byte, 4<<20)
 	for i := range big {
 		big[i] = byte('a' + i%26)
@@ -337,7 +338,7 @@ func testLargestBatch(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testReject(t *testing.T, lang pluginbuild.Lang) {
+func testReject(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{})
 	res := process(t, p, batchOf("a", "reject:no good", "b", "reject:worse"))
 	mustOK(t, res)
@@ -350,7 +351,7 @@ func testReject(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testBatchError(t *testing.T, lang pluginbuild.Lang) {
+func testBatchError(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{})
 	res := process(t, p, batchOf("a", "fail:broken input", "b"))
 	if res.Status != wasmhost.StatusError || res.Message != "broken input" {
@@ -372,7 +373,7 @@ func testBatchError(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testRetry(t *testing.T, lang pluginbuild.Lang) {
+func testRetry(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{})
 	res := process(t, p, batchOf("a", "retry:come back later"))
 	if res.Status != wasmhost.StatusRetry || res.Message != "come back later" {
@@ -380,7 +381,7 @@ func testRetry(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testState(t *testing.T, lang pluginbuild.Lang) {
+func testState(t *testing.T, lang toolchain.Lang) {
 	st := newMemState()
 	p := load(t, lang, loadOptions{state: st})
 	res := process(t, p, batchOf("put:a=1", "put:b=22", "put:c=", "get:a", "scan:", "del:a", "get:a", "scan:b", "big:large=100000", "get:large"))
@@ -420,7 +421,7 @@ func testState(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testTick(t *testing.T, lang pluginbuild.Lang) {
+func testTick(t *testing.T, lang toolchain.Lang) {
 	p := load(t, lang, loadOptions{})
 	if !p.HasTick() {
 		t.Fatal("the conformance plugin exports sluice_tick but the host does not see it")
@@ -446,7 +447,7 @@ func testTick(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testHostFunctions(t *testing.T, lang pluginbuild.Lang) {
+func testHostFunctions(t *testing.T, lang toolchain.Lang) {
 	logs := &logBuffer{}
 	p := load(t, lang, loadOptions{logs: logs})
 	before := time.Now().UnixNano()
@@ -478,7 +479,7 @@ func testHostFunctions(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testSource(t *testing.T, lang pluginbuild.Lang) {
+func testSource(t *testing.T, lang toolchain.Lang) {
 	ctx := context.Background()
 	p := load(t, lang, loadOptions{kind: wasmhost.KindSource, config: map[string]any{"events": int64(5)}})
 	if err := p.Ack(ctx, nil); err != nil {
@@ -531,7 +532,7 @@ func mustAtoi(t *testing.T, s string) int64 {
 	return n
 }
 
-func testSink(t *testing.T, lang pluginbuild.Lang) {
+func testSink(t *testing.T, lang toolchain.Lang) {
 	st := newMemState()
 	p := load(t, lang, loadOptions{kind: wasmhost.KindSink, caps: sinkCaps, state: st})
 	ctx := context.Background()
@@ -567,7 +568,7 @@ func testSink(t *testing.T, lang pluginbuild.Lang) {
 	}
 }
 
-func testHTTP(t *testing.T, lang pluginbuild.Lang) {
+func testHTTP(t *testing.T, lang toolchain.Lang) {
 	var mu sync.Mutex
 	var posted []string
 	status := http.StatusOK

@@ -11,18 +11,19 @@ import (
 
 	"github.com/sluicehq/sluice/agent/event"
 	"github.com/sluicehq/sluice/agent/wasmhost"
+	"github.com/sluicehq/sluice/internal/toolchain"
 	"github.com/sluicehq/sluice/sdk/internal/pluginbuild"
 	"github.com/tetratelabs/wazero"
 )
 
 // noopDirs are the smallest plugin of each SDK: a bolt that forwards events.
-var noopDirs = map[pluginbuild.Lang]string{
-	pluginbuild.Go:             filepath.Join("..", "go", "testdata", "noop"),
-	pluginbuild.C:              filepath.Join("..", "c", "testdata", "noop"),
-	pluginbuild.AssemblyScript: filepath.Join("..", "assemblyscript", "testdata", "noop"),
+var noopDirs = map[toolchain.Lang]string{
+	toolchain.Go:             filepath.Join("..", "go", "testdata", "noop"),
+	toolchain.C:              filepath.Join("..", "c", "testdata", "noop"),
+	toolchain.AssemblyScript: filepath.Join("..", "assemblyscript", "testdata", "noop"),
 }
 
-func noopModule(t testing.TB, lang pluginbuild.Lang) []byte {
+func noopModule(t testing.TB, lang toolchain.Lang) []byte {
 	t.Helper()
 	v, _ := builds.LoadOrStore("noop-"+string(lang), &buildResult{})
 	b := v.(*buildResult)

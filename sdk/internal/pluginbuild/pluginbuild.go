@@ -13,23 +13,13 @@ package pluginbuild
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
-)
 
-// Lang is a plugin language.
-type Lang string
-
-// Languages.
-const (
-	Go             Lang = "go"
-	C              Lang = "c"
-	AssemblyScript Lang = "as"
+	"github.com/sluicehq/sluice/internal/toolchain"
 )
 
 // SDKRoot returns the absolute path of the repository's sdk/ directory.
@@ -48,30 +38,26 @@ var CFlags = []string{"--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-m
 //   - C: every *.c in dir plus sdk/c/sluice.c, with CFlags and -I sdk/c.
 //   - AssemblyScript: dir/asconfig.json and dir/assembly/index.ts, with the
 //     asc installed by `npm ci` in sdk/assemblyscript.
-func Build(ctx context.Context, lang Lang, dir, out string) error {
+func Build(ctx context.Context, lang toolchain.Lang, dir, out string) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
 	switch lang {
-	case Go:
+	case toolchain.Go:
 		return buildGo(ctx, dir, out)
-	case C:
+	case toolchain.C:
 		return buildC(ctx, dir, out)
-	case AssemblyScript:
+	case toolchain.AssemblyScript:
 		return buildAS(ctx, dir, out)
 	}
 	return fmt.Errorf("pluginbuild: unknown language %q (want go, c or as)", lang)
 }
 
 func buildGo(ctx context.Context, dir, out string) error {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		p, err := exec.LookPath("go")
-		if err != nil {
-			return errors.New("pluginbuild: the go command was not found; install Go 1.26 (golang.org/dl) or the Debian package golang-go")
-		}
-		goTool = p
+	goTool, err := toolchain.GoCommand()
+	if err != nil {
+		return fmt.Errorf("pluginbuild: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, goTool, "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
 	cmd.Dir = dir
@@ -80,9 +66,9 @@ func buildGo(ctx context.Context, dir, out string) error {
 }
 
 func buildC(ctx context.Context, dir, out string) error {
-	clang, err := exec.LookPath("clang")
+	clang, err := toolchain.Clang()
 	if err != nil {
-		return errors.New("pluginbuild: clang not found; install the Debian packages clang, lld, wasi-libc and libclang-rt-14-dev-wasm32")
+		return fmt.Errorf("pluginbuild: %w", err)
 	}
 	sources, err := filepath.Glob(filepath.Join(dir, "*.c"))
 	if err != nil || len(sources) == 0 {
@@ -98,16 +84,16 @@ func buildC(ctx context.Context, dir, out string) error {
 	return run(cmd, "clang build of "+dir, "c")
 }
 
-// ASC returns the path of the AssemblyScript compiler installed in
-// sdk/assemblyscript, or an error saying how to install it.
+// ASC returns the AssemblyScript compiler script installed in
+// sdk/assemblyscript, to be run with node, or an error saying how to install
+// it or node.
 func ASC() (string, error) {
-	asc := filepath.Join(SDKRoot(), "assemblyscript", "node_modules", ".bin", "asc")
-	if _, err := os.Stat(asc); err != nil {
-		return "", fmt.Errorf("pluginbuild: %s not found; install the npm package assemblyscript with `npm ci` in %s (needs the Debian packages nodejs and npm)",
-			asc, filepath.Dir(filepath.Dir(filepath.Dir(asc))))
+	asc, err := toolchain.ASC(filepath.Join(SDKRoot(), "assemblyscript"))
+	if err != nil {
+		return "", fmt.Errorf("pluginbuild: %w", err)
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		return "", errors.New("pluginbuild: node not found; install the Debian packages nodejs and npm")
+	if _, err := toolchain.Node(); err != nil {
+		return "", fmt.Errorf("pluginbuild: %w", err)
 	}
 	return asc, nil
 }
@@ -116,6 +102,10 @@ func buildAS(ctx context.Context, dir, out string) error {
 	asc, err := ASC()
 	if err != nil {
 		return err
+	}
+	node, err := toolchain.Node()
+	if err != nil {
+		return fmt.Errorf("pluginbuild: %w", err)
 	}
 	entry := filepath.Join(dir, "assembly", "index.ts")
 	if _, err := os.Stat(entry); err != nil {
@@ -128,7 +118,7 @@ func buildAS(ctx context.Context, dir, out string) error {
 	} else {
 		args = append(args, "--config", filepath.Join(SDKRoot(), "assemblyscript", "asconfig.json"))
 	}
-	cmd := exec.CommandContext(ctx, asc, args...)
+	cmd := exec.CommandContext(ctx, node, append([]string{asc}, args...)...)
 	cmd.Dir = dir
 	return run(cmd, "asc build of "+dir, "")
 }
@@ -139,23 +129,12 @@ func run(cmd *exec.Cmd, what, lang string) error {
 	cmd.Stderr = &output
 	if err := cmd.Run(); err != nil {
 		msg := output.String()
-		return fmt.Errorf("pluginbuild: %s: %v\n%s%s", what, err, msg, hint(lang, msg))
+		if lang == "c" {
+			if h := toolchain.Hint(msg); h != "" {
+				msg += h + "\n"
+			}
+		}
+		return fmt.Errorf("pluginbuild: %s: %v\n%s", what, err, msg)
 	}
 	return nil
-}
-
-// hint names the Debian package behind a typical C toolchain failure.
-func hint(lang, msg string) string {
-	if lang != "c" {
-		return ""
-	}
-	switch {
-	case strings.Contains(msg, "wasm-ld"):
-		return "hint: install the Debian package lld\n"
-	case strings.Contains(msg, "libclang_rt.builtins-wasm32"):
-		return "hint: install the Debian package libclang-rt-14-dev-wasm32\n"
-	case strings.Contains(msg, "crt1") || strings.Contains(msg, "file not found") || strings.Contains(msg, "-lc"):
-		return "hint: install the Debian package wasi-libc\n"
-	}
-	return ""
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/toolchain"
 )
 
 func TestUnknownLanguage(t *testing.T) {
@@ -20,7 +22,7 @@ func TestCompileErrorIsReported(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bad.c"), []byte("int f( {"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Build(context.Background(), C, dir, filepath.Join(dir, "bad.wasm"))
+	err := Build(context.Background(), toolchain.C, dir, filepath.Join(dir, "bad.wasm"))
 	if err == nil || !strings.Contains(err.Error(), "bad.c") {
 		t.Fatalf("err = %v, want clang's diagnostic naming bad.c", err)
 	}
@@ -30,7 +32,7 @@ func TestMissingASEntry(t *testing.T) {
 	if _, err := ASC(); err != nil {
 		t.Fatal(err) // scripts/test installs it; never skip
 	}
-	err := Build(context.Background(), AssemblyScript, t.TempDir(), filepath.Join(t.TempDir(), "x.wasm"))
+	err := Build(context.Background(), toolchain.AssemblyScript, t.TempDir(), filepath.Join(t.TempDir(), "x.wasm"))
 	if err == nil || !strings.Contains(err.Error(), "assembly/index.ts") {
 		t.Fatalf("err = %v, want it to name the expected entry file", err)
 	}
@@ -56,12 +58,12 @@ func TestMissingToolchainNamesThePackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", t.TempDir())
-	err := Build(context.Background(), C, dir, filepath.Join(dir, "p.wasm"))
-	if err == nil || !strings.Contains(err.Error(), "Debian packages clang, lld, wasi-libc and libclang-rt-14-dev-wasm32") {
+	err := Build(context.Background(), toolchain.C, dir, filepath.Join(dir, "p.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "Debian packages clang lld wasi-libc libclang-rt-14-dev-wasm32") {
 		t.Errorf("C without clang: %v", err)
 	}
-	err = Build(context.Background(), AssemblyScript, dir, filepath.Join(dir, "p.wasm"))
-	if err == nil || !strings.Contains(err.Error(), "nodejs and npm") {
+	err = Build(context.Background(), toolchain.AssemblyScript, dir, filepath.Join(dir, "p.wasm"))
+	if err == nil || !strings.Contains(err.Error(), "Debian packages nodejs npm") {
 		t.Errorf("AssemblyScript without node: %v", err)
 	}
 }
