@@ -15,11 +15,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/agent/plugintool"
 	"github.com/sluicehq/sluice/internal/orders"
 	"github.com/sluicehq/sluice/plugins/store"
 )
@@ -39,46 +37,16 @@ const crashConfig = `
 [agent]
 data_dir = "DIR/data"
 shutdown_timeout = "30s"
-
-[channels.raw]
-segment_bytes = "8MiB"
-max_bytes = "256MiB"
-
-[channels.orders]
-segment_bytes = "8MiB"
-max_bytes = "256MiB"
-
-[sources.log]
-type = "tail"
-output = "raw"
-batch_size = 2048
-[sources.log.config]
-paths = ["DIR/logs/orders.log*"]
-poll_interval = "20ms"
-rotate_wait = "60s"
-
-[bolts.parse]
-wasm = "DIR/order-parse.wasm"
-input = "raw"
-output = "orders"
-
+` + rawChannelConfig + ordersChannelConfig + orderLogSourceConfig + orderBoltsConfig + `
 [sinks.out]
 type = "file"
 input = "orders"
 [sinks.out.config]
 path = "DIR/out/orders.jsonl"
 
-# The stateful branch: per-minute totals, closed by tick, into the embedded
-# store and (for the test to watch while the agent runs) a file.
+# The stateful branch (order-stats): per-minute totals, closed by tick, into
+# the embedded store and (for the test to watch while the agent runs) a file.
 [channels.results]
-
-[bolts.stats]
-wasm = "DIR/order-stats.wasm"
-input = "orders"
-output = "results"
-capabilities = ["state"]
-tick = "200ms"
-config = { lateness_ms = 0 }
 
 [sinks.store]
 type = "store"
@@ -105,11 +73,7 @@ func TestCrashKill9(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	for src, out := range map[string]string{"../wasm-examples/order-parse": "order-parse.wasm", "../wasm-examples/order-stats/c": "order-stats.wasm"} {
-		if _, err := plugintool.Build(context.Background(), src, filepath.Join(dir, out)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	buildOrderPlugins(t, dir)
 	for _, d := range []string{"logs", "out", "results"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -120,10 +84,7 @@ func TestCrashKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	total := 1_000_000
-	if s := os.Getenv("SLUICE_CRASH_LINES"); s != "" {
-		fmt.Sscan(s, &total)
-	}
+	total := envInt(t, "SLUICE_CRASH_LINES", 1_000_000)
 	const rotateEvery = 100_000
 	// 1 ms between orders: every minute window lies in the past, so the
 	// ticks close them all and the totals can be compared exactly.
@@ -134,69 +95,47 @@ func TestCrashKill9(t *testing.T) {
 	genDone := make(chan error, 1)
 	go func() { genDone <- writeOrderLog(dir, g, total, rotateEvery, 10*time.Millisecond, &written) }()
 
-	// start runs the agent; started is closed once it logs that every stage
-	// runs, so that kills land while data flows, not during start-up.
-	start := func() (cmd *exec.Cmd, log *syncBuffer, started chan struct{}, done chan struct{}) {
-		a := startAgent(t, bin, cfgPath, "")
-		return a.cmd, a.log, a.started, a.done
-	}
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	for kill := 1; kill <= 10; kill++ {
-		cmd, stderr, started, done := start()
+		// Kills land while data flows, not during start-up: wait until the
+		// agent logs that every stage runs.
+		a := startAgent(t, bin, cfgPath, "")
 		select {
-		case <-started:
-		case <-done:
+		case <-a.started:
+		case <-a.done:
 		}
 		time.Sleep(time.Duration(100+rng.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		err := cmd.Wait()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("agent exited before kill %d (%v):\n%s", kill, err, stderr)
-		}
+		kill9(t, a, fmt.Sprintf("before kill %d", kill))
 		t.Logf("kill %d: %d lines written, %d in the sink", kill, written.Load(), len(readIDs(t, dir)))
 	}
 	if err := <-genDone; err != nil {
 		t.Fatal(err)
 	}
-	cmd, stderr, _, done := start()
+	a := startAgent(t, bin, cfgPath, "")
 	want := orders.GroundTruth(g, 0, uint64(total), nil)
 	deadline := time.Now().Add(3 * time.Minute)
 	for (len(readIDs(t, dir)) < total || len(readTotals(t, dir).Diff(want, 1)) > 0) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	<-done
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", err, stderr)
+	if err := terminate(a); err != nil {
+		t.Fatalf("agent did not stop cleanly on SIGTERM: %v\n%s", err, a.log)
 	}
 
-	ids := readIDs(t, dir)
 	count := map[string]int{}
-	for _, id := range ids {
+	for _, id := range readIDs(t, dir) {
 		count[id]++
 	}
-	lost, dup := 0, 0
-	var examples []string
-	for i := 0; i < total; i++ {
-		id := g.Order(uint64(i)).OrderID
-		switch n := count[id]; {
-		case n == 0:
-			lost++
-			if len(examples) < 5 {
-				examples = append(examples, "lost "+id)
-			}
-		case n > 1:
-			dup += n - 1
-			if len(examples) < 5 {
-				examples = append(examples, fmt.Sprintf("%s ×%d", id, n))
+	tally := tallyOnce(count, func(yield func(string) bool) {
+		for i := 0; i < total; i++ {
+			if !yield(g.Order(uint64(i)).OrderID) {
+				return
 			}
 		}
-		delete(count, id)
-	}
+	})
+	lost, dup := tally.lost, tally.dup
 	t.Logf("crash test: %d orders, 10 SIGKILLs, %d rotations: lost %d, duplicated %d, unexpected %d", total, total/rotateEvery-1, lost, dup, len(count))
 	if lost != 0 || dup != 0 || len(count) != 0 {
-		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), examples)
+		t.Fatalf("lost %d, duplicated %d, unexpected %d (%v)", lost, dup, len(count), tally.examples)
 	}
 	if d := readTotals(t, dir).Diff(want, 5); len(d) > 0 {
 		t.Errorf("results file differs from the ground truth: %v", d)

@@ -17,7 +17,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/sluicehq/sluice/agent/plugintool"
 	"github.com/sluicehq/sluice/internal/orders"
 	"github.com/sluicehq/sluice/internal/testkafka"
 	"github.com/sluicehq/sluice/internal/testredis"
@@ -27,20 +26,7 @@ const edgeConfig = `
 [agent]
 data_dir = "DIR/edge"
 shutdown_timeout = "30s"
-
-[channels.raw]
-segment_bytes = "8MiB"
-max_bytes = "256MiB"
-
-[sources.log]
-type = "tail"
-output = "raw"
-batch_size = 2048
-[sources.log.config]
-paths = ["DIR/logs/orders.log*"]
-poll_interval = "20ms"
-rotate_wait = "60s"
-
+` + rawChannelConfig + orderLogSourceConfig + `
 [sinks.kafka]
 type = "kafka"
 input = "raw"
@@ -55,15 +41,7 @@ const analysisConfig = `
 [agent]
 data_dir = "DIR/NAME"
 shutdown_timeout = "30s"
-
-[channels.raw]
-segment_bytes = "8MiB"
-max_bytes = "256MiB"
-
-[channels.orders]
-segment_bytes = "8MiB"
-max_bytes = "256MiB"
-
+` + rawChannelConfig + ordersChannelConfig + `
 [channels.results]
 
 [sources.kafka]
@@ -79,20 +57,7 @@ session_timeout = "20s"
 heartbeat_interval = "500ms"
 [sources.kafka.config.claims]
 addrs = ["REDIS"]
-
-[bolts.parse]
-wasm = "DIR/order-parse.wasm"
-input = "raw"
-output = "orders"
-
-[bolts.stats]
-wasm = "DIR/order-stats.wasm"
-input = "orders"
-output = "results"
-capabilities = ["state"]
-tick = "200ms"
-config = { lateness_ms = 0 }
-
+` + orderBoltsConfig + `
 [sinks.redis]
 type = "redis"
 input = "results"
@@ -126,11 +91,7 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int) {
 	began := time.Now()
 	dir := t.TempDir()
 	bin := buildSluice(t, dir)
-	for src, out := range map[string]string{"../wasm-examples/order-parse": "order-parse.wasm", "../wasm-examples/order-stats/c": "order-stats.wasm"} {
-		if _, err := plugintool.Build(context.Background(), src, filepath.Join(dir, out)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	buildOrderPlugins(t, dir)
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -149,10 +110,7 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int) {
 		cfgs = append(cfgs, write(fmt.Sprintf("a%d", i), analysisConfig))
 	}
 
-	total := 1_000_000
-	if s := os.Getenv("SLUICE_SCENARIO_ORDERS"); s != "" {
-		fmt.Sscan(s, &total)
-	}
+	total := envInt(t, "SLUICE_SCENARIO_ORDERS", 1_000_000)
 	rotateEvery := total / 6 // 5 rotations
 	g := orders.NewGenerator(orders.GenConfig{Seed: 7, Step: time.Millisecond, MalformedEvery: 997})
 	var written atomic.Int64
@@ -178,13 +136,7 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int) {
 	for round := 0; round < killsEach; round++ {
 		for _, i := range rng.Perm(len(agents)) {
 			time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond) // a random moment
-			a := agents[i]
-			a.cmd.Process.Signal(syscall.SIGKILL)
-			<-a.done
-			a.cmd.Wait()
-			if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-				t.Fatalf("agent %s exited before its kill:\n%s", cfgs[i], a.log)
-			}
+			kill9(t, agents[i], cfgs[i]+" before its kill")
 			kills++
 			agents[i] = start(cfgs[i])
 		}
@@ -218,9 +170,7 @@ func kafkaRedisScenario(t *testing.T, analysisAgents int) {
 		time.Sleep(250 * time.Millisecond) // polling Redis, which other processes fill
 	}
 	for i, a := range agents {
-		a.cmd.Process.Signal(syscall.SIGTERM)
-		<-a.done
-		if err := a.cmd.Wait(); err != nil {
+		if err := terminate(a); err != nil {
 			t.Errorf("agent %s did not stop cleanly on SIGTERM: %v\n%s", cfgs[i], err, a.log)
 		}
 	}
