@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/agent/event"
 )
@@ -32,41 +31,13 @@ func (hashBolt) Close(context.Context) error { return nil }
 // 4, and reports each one's events/s and its ratio to parallelism 4 (one
 // instance per partition: no token at all) measured in the same run.
 func BenchmarkBoltParallelism(b *testing.B) {
-	var bb event.Builder
-	body := make([]byte, 200)
-	for i := range 256 {
-		body[0] = byte(i)
-		bb.Add(&event.Event{Body: body})
-	}
-	batch := append([]byte(nil), bb.Bytes()...)
+	batch := benchBatch(256)
 	const batches = 160
 	events := float64(batches * 256)
 	secs := map[int]float64{}
 	for range b.N {
 		for _, par := range []int{4, 2, 1} {
-			raw, out := mem(4), mem(1)
-			got := 0
-			p, err := New(Spec{
-				Sources: []SourceSpec{{Name: "src", Output: Output{Name: "raw", Channel: raw},
-					New: func(context.Context) (Source, error) { return &batchSource{batch: batch, n: batches}, nil }}},
-				Bolts: []BoltSpec{{Name: "hash", Parallelism: par, Input: Input{"raw", raw}, Outputs: []Output{{Name: "out", Channel: out}},
-					New: func(context.Context, int, StateStore) (Bolt, error) { return hashBolt{}, nil }}},
-				Sinks: []SinkSpec{{Name: "snk", Input: Input{"out", out},
-					New: func(context.Context, int) (Sink, error) { return countSink{&got}, nil }}},
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			start := time.Now()
-			p.Start(context.Background())
-			for {
-				if s, _ := statsOf(p, "snk"); s.EventsIn >= uint64(events) {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
-			secs[par] += time.Since(start).Seconds()
-			p.Stop(context.Background())
+			secs[par] += runBenchPipeline(b, mem(4), mem(1), batch, batches, int(events), par, hashBolt{})
 		}
 	}
 	for _, par := range []int{1, 2, 4} {
