@@ -143,64 +143,36 @@ func check(r *record) (Command, error) {
 	}
 	c := Command{Op: r.op}
 	var need []string
+	// take copies a required field into dst, or notes it as missing.
+	take := func(flag int, name, value string, dst *string) {
+		if r.has&flag == 0 {
+			need = append(need, name)
+		} else {
+			*dst = value
+		}
+	}
 	var allowed int
 	switch c.Op {
 	case "hincrby", "hincrbyfloat", "hset":
-		if r.has&fKey == 0 {
-			need = append(need, "key")
-		} else {
-			c.Key = r.key
-		}
-		if r.has&fField == 0 {
-			need = append(need, "field")
-		} else {
-			c.Field = r.field
-		}
+		take(fKey, "key", r.key, &c.Key)
+		take(fField, "field", r.field, &c.Field)
 		allowed = fKey | fField | fValue
 	case "zincrby":
-		if r.has&fKey == 0 {
-			need = append(need, "key")
-		} else {
-			c.Key = r.key
-		}
-		if r.has&fMember == 0 {
-			need = append(need, "member")
-		} else {
-			c.Field = r.member
-		}
+		take(fKey, "key", r.key, &c.Key)
+		take(fMember, "member", r.member, &c.Field)
 		allowed = fKey | fMember | fValue
 	case "set":
-		if r.has&fKey == 0 {
-			need = append(need, "key")
-		} else {
-			c.Key = r.key
-		}
+		take(fKey, "key", r.key, &c.Key)
 		allowed = fKey | fValue | fTTL
 	case "expire":
-		if r.has&fKey == 0 {
-			need = append(need, "key")
-		} else {
-			c.Key = r.key
-		}
+		take(fKey, "key", r.key, &c.Key)
 		allowed = fKey | fTTL
 	case "xadd":
-		if r.has&fKey == 0 {
-			need = append(need, "key")
-		} else {
-			c.Key = r.key
-		}
+		take(fKey, "key", r.key, &c.Key)
 		allowed = fKey | fFields
 	case "publish":
-		if r.has&fChannel == 0 {
-			need = append(need, "channel")
-		} else {
-			c.Key = r.channel
-		}
-		if r.has&fMessage == 0 {
-			need = append(need, "message")
-		} else {
-			c.Str = r.message
-		}
+		take(fChannel, "channel", r.channel, &c.Key)
+		take(fMessage, "message", r.message, &c.Str)
 		allowed = fChannel | fMessage
 	default:
 		return Command{}, fmt.Errorf("unknown op %q (known: hincrby, hincrbyfloat, hset, zincrby, set, expire, xadd, publish)", c.Op)
