@@ -228,28 +228,17 @@ func BenchmarkEdgeAgentVsSarama(b *testing.B) {
 			agentRun()
 		}
 		t1 := time.Now()
-		sent, done := 0, 0
-		for done < n {
-			var in chan<- *sarama.ProducerMessage
-			var m *sarama.ProducerMessage
-			if sent < n {
-				// The same records the agent sends: the line and the
-				// headers the sink adds (file path, producer, sequence).
-				m = &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(values[sent]), Headers: []sarama.RecordHeader{
-					{Key: []byte("path"), Value: pathHeader},
-					{Key: []byte("sluice.producer"), Value: producerHeader},
-					{Key: []byte("sluice.seq"), Value: strconv.AppendInt(nil, int64(1000+sent/8192), 10)},
-				}}
-				in = bare.Input()
-			}
-			select {
-			case in <- m:
-				sent++
-			case <-bare.Successes():
-				done++
-			case err := <-bare.Errors():
-				b.Fatal(err)
-			}
+		err := testkafka.ProduceAll(bare, n, func(j int) *sarama.ProducerMessage {
+			// The same records the agent sends: the line and the
+			// headers the sink adds (file path, producer, sequence).
+			return &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(values[j]), Headers: []sarama.RecordHeader{
+				{Key: []byte("path"), Value: pathHeader},
+				{Key: []byte("sluice.producer"), Value: producerHeader},
+				{Key: []byte("sluice.seq"), Value: strconv.AppendInt(nil, int64(1000+j/8192), 10)},
+			}}
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 		bareT += time.Since(t1)
 		if i%2 == 1 {

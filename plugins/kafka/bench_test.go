@@ -55,25 +55,14 @@ func BenchmarkSinkVsSarama(b *testing.B) {
 			sinkRun()
 		}
 		t1 := time.Now()
-		sent, done := 0, 0
-		for done < n {
-			var in chan<- *sarama.ProducerMessage
-			var m *sarama.ProducerMessage
-			if sent < n {
-				e := &evs[sent]
-				hs := []sarama.RecordHeader{{Key: []byte(e.Headers[0].Name), Value: []byte(e.Headers[0].Value)}}
-				m = &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(e.Body), Headers: hs,
-					Metadata: msgMeta{batch: uint64(i + 1)}}
-				in = bare.Input()
-			}
-			select {
-			case in <- m:
-				sent++
-			case <-bare.Successes():
-				done++
-			case err := <-bare.Errors():
-				b.Fatal(err)
-			}
+		err := testkafka.ProduceAll(bare, n, func(j int) *sarama.ProducerMessage {
+			e := &evs[j]
+			hs := []sarama.RecordHeader{{Key: []byte(e.Headers[0].Name), Value: []byte(e.Headers[0].Value)}}
+			return &sarama.ProducerMessage{Topic: "bare", Value: sarama.ByteEncoder(e.Body), Headers: hs,
+				Metadata: msgMeta{batch: uint64(i + 1)}}
+		})
+		if err != nil {
+			b.Fatal(err)
 		}
 		bareT += time.Since(t1)
 		if i%2 == 1 {
